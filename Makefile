@@ -1,0 +1,29 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: demo test install install-all bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/visionnets demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# All extras (Ray, TensorBoard, JAX for the layer benchmark).
+install-all: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,distributed,tensorboard,bench]'
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+from visionnets.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The in-memory dataset contract shared by every loader, and a fast batch iterator."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from visionnets.errors import DataError
+
+
+@dataclass
+class Split:
+    """One split held in memory: ``x`` float32 (N, C, H, W) or (N, D); ``y`` int64 (N,) or float32 (N, K)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self):
+        if len(self.x) != len(self.y):
+            raise DataError(f"split has {len(self.x)} inputs but {len(self.y)} targets")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, index) -> "Split":
+        return Split(self.x[index], self.y[index])
+
+
+@dataclass
+class Dataset:
+    """Train, validation and test splits plus what a model needs to know about them."""
+
+    name: str
+    train: Split
+    val: Split | None
+    test: Split
+    input_shape: tuple[int, ...]
+    num_classes: int | None = None          # None: a regression task
+    class_names: list[str] | None = None
+    info: dict = field(default_factory=dict)  # provenance notes (files read, lossy copy, ...)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.num_classes is not None
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "val", "test"):
+            raise DataError(f"unknown split {name!r}; expected train, val or test")
+        s = getattr(self, name)
+        if s is None:
+            raise DataError(f"dataset {self.name!r} has no {name!r} split (val_fraction is 0)")
+        return s
+
+    def map(self, fn) -> "Dataset":
+        """A copy with ``fn(x)`` applied to the inputs of every split."""
+        return replace(self, train=Split(fn(self.train.x), self.train.y),
+                       val=None if self.val is None else Split(fn(self.val.x), self.val.y),
+                       test=Split(fn(self.test.x), self.test.y))
+
+
+def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
+    """Split ``fraction`` of ``train`` off as a validation set, with a fixed seed."""
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {fraction}")
+    n_val = int(round(len(train) * fraction))
+    if n_val == 0:
+        return train, None
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(train), generator=g)
+    return train.subset(perm[n_val:]), train.subset(perm[:n_val])
+
+
+class TensorLoader:
+    """Mini-batches from in-memory tensors: far cheaper per batch than DataLoader.
+
+    Shuffling uses its own generator, re-seeded from ``(seed, epoch)`` so an epoch's
+    order does not depend on what ran before (exact resume)::
+
+        >>> import torch
+        >>> s = Split(torch.zeros(10, 3), torch.zeros(10, dtype=torch.long))
+        >>> [len(x) for x, y in TensorLoader(s, batch_size=4)]
+        [4, 4, 2]
+    """
+
+    def __init__(self, split: Split, batch_size: int, shuffle: bool = False, seed: int = 0,
+                 drop_last: bool = False, device: torch.device | str | None = None):
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        self.split, self.batch_size, self.shuffle = split, batch_size, shuffle
+        self.seed, self.drop_last, self.epoch = seed, drop_last, 0
+        self.x, self.y = split.x, split.y
+        if device is not None:
+            self.x, self.y = self.x.to(device), self.y.to(device)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(n, generator=g).to(self.x.device)
+        else:
+            order = None
+        for i in range(len(self)):
+            lo, hi = i * self.batch_size, min(n, (i + 1) * self.batch_size)
+            if order is None:
+                yield self.x[lo:hi], self.y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                yield self.x[idx], self.y[idx]

@@ -1,0 +1,41 @@
+"""Errors raised by visionnets.
+
+Every message names the file, key or shape at fault and what was expected, in one line.
+The command line prints ``error: <message>`` and exits with status 2.
+"""
+
+
+class VisionnetsError(Exception):
+    """Base class of every error visionnets raises on purpose."""
+
+
+class ConfigError(VisionnetsError, ValueError):
+    """A recipe, a ``--set`` override or a constructor argument is wrong."""
+
+
+class DataError(VisionnetsError, ValueError):
+    """A dataset file is missing, corrupt or of the wrong shape."""
+
+
+class CheckpointError(VisionnetsError, ValueError):
+    """A checkpoint or run directory is missing, corrupt or does not fit the model."""
+
+
+class TrainingError(VisionnetsError, RuntimeError):
+    """Training cannot go on (for example the loss became NaN)."""
+
+
+class MissingExtraError(VisionnetsError, ImportError):
+    """An optional dependency is not installed; the message names the extra."""
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or raise a MissingExtraError naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{module!r} is not installed; install it with: pip install 'visionnets[{extra}]'"
+        ) from exc
