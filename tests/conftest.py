@@ -1,0 +1,42 @@
+"""Shared fixtures. Real datasets come from $VISIONNETS_DATA or ../shared/data beside the repo.
+
+A test that needs them skips with the reason where they are absent, and fails under CI=true.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path | None:
+    env = os.environ.get("VISIONNETS_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def need_data(*names: str) -> Path:
+    """The data root holding every folder in ``names``; skip (or fail under CI=true) otherwise."""
+    root = _data_root()
+    missing = [n for n in names if root is None or not (root / n).is_dir()]
+    if missing:
+        reason = (f"real data {missing} not found under $VISIONNETS_DATA or {REPO.parent / 'shared' / 'data'}")
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI=true: the data must be present)")
+        pytest.skip(reason)
+    return root
+
+
+@pytest.fixture
+def data_root():
+    return need_data()
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
