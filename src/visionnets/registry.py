@@ -27,6 +27,20 @@ def _describe(err: dict) -> str:
     return err.get("msg", "invalid value")
 
 
+def _as_function(fn: Callable) -> Callable:
+    """A plain function with ``fn``'s signature and hints (pydantic validates functions, not classes)."""
+    if not inspect.isclass(fn):
+        return fn
+
+    def construct(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    construct.__signature__ = inspect.signature(fn)
+    construct.__annotations__ = dict(getattr(fn.__init__, "__annotations__", {}))
+    construct.__module__, construct.__qualname__ = fn.__module__, fn.__qualname__
+    return construct
+
+
 class Registry:
     """A name -> factory mapping with argument validation."""
 
@@ -81,7 +95,7 @@ class Registry:
                     f"expected one of: {', '.join(allowed) or '(none)'}"
                 )
         try:
-            validated = pydantic.validate_call(config={"arbitrary_types_allowed": True, "strict": False})(fn)
+            validated = pydantic.validate_call(config={"arbitrary_types_allowed": True})(_as_function(fn))
             return validated(**extra, **kwargs)
         except pydantic.ValidationError as exc:
             err = exc.errors()[0]

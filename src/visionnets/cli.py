@@ -1,0 +1,50 @@
+"""``visionnets``: the command line, a thin shell over the Python API.
+
+Errors raised on purpose (``VisionnetsError``) print ``error: <message>`` on one line and exit
+with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from visionnets import __version__
+from visionnets.commands import COMMANDS
+from visionnets.errors import VisionnetsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="visionnets",
+        description="Neural nets for vision (CVPR 2012 tutorial, part II): train, inspect and "
+                    "compare deep nets built from simple blocks.")
+    parser.add_argument("--version", action="version", version=f"visionnets {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip().splitlines()[0])
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except VisionnetsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

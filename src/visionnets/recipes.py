@@ -1,0 +1,210 @@
+"""Recipes: one YAML file describes one experiment; a schema checks it before anything runs.
+
+A recipe has the sections ``data``, ``model``, ``objective``, ``train`` and optionally
+``pretrain``. Any key can be overridden from the command line with ``--set a.b=value``
+(``value`` is read as YAML, so ``--set train.epochs=3``, ``--set model.hidden=[64,64]`` and
+``--set model.stages.0.channels=16`` work). An unknown key, a wrong type or a missing key
+fails with the key path and what was expected::
+
+    >>> load_recipe("digits_convnet", ["train.epochs=2"]).train.epochs
+    2
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from visionnets.errors import ConfigError
+
+BUNDLED = Path(__file__).parent / "recipes"
+PosInt = Annotated[int, Field(ge=1)]
+PosFloat = Annotated[float, Field(gt=0)]
+NonNeg = Annotated[float, Field(ge=0)]
+Spec = str | dict[str, Any]  # a transform / augmentation: a name or {name: ..., **kwargs}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSection(_Section):
+    name: str = "digits"
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    seed: int = 0
+    transforms: list[Spec] = []
+    augment: list[Spec] = []
+    options: dict[str, Any] = {}
+
+
+class ObjectiveSection(_Section):
+    name: str = "supervised"
+    loss: str = "cross_entropy"
+    options: dict[str, Any] = {}
+
+
+class OptimizerSection(_Section):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: PosFloat = 0.01
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = False
+    weight_decay: NonNeg = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleSection(_Section):
+    name: Literal["none", "step", "multistep", "cosine"] = "none"
+    step_size: PosInt = 10
+    milestones: list[PosInt] = []
+    gamma: PosFloat = 0.1
+    warmup_epochs: NonNeg = 0.0
+    min_lr: NonNeg = 0.0
+
+
+class EarlyStoppingSection(_Section):
+    patience: PosInt | None = None
+    metric: Literal["val_error", "val_loss"] | None = None  # default: val_error, or val_loss for regression
+    min_delta: NonNeg = 0.0
+
+
+class TrainSection(_Section):
+    epochs: PosInt = 10
+    batch_size: PosInt = 64
+    eval_batch_size: PosInt = 1000
+    optimizer: OptimizerSection = OptimizerSection()
+    schedule: ScheduleSection = ScheduleSection()
+    early_stopping: EarlyStoppingSection = EarlyStoppingSection()
+    grad_clip: PosFloat | None = None
+    max_steps_per_epoch: PosInt | None = None
+    eval_test_each_epoch: bool = True
+
+
+class PretrainSection(_Section):
+    method: Literal["autoencoder", "denoising", "sparse", "rbm"] = "autoencoder"
+    epochs: PosInt = 10
+    lr: PosFloat = 0.01
+    batch_size: PosInt = 128
+    params: dict[str, Any] = {}
+
+
+class Recipe(_Section):
+    name: str
+    description: str = ""
+    seed: int = 0
+    device: str = "auto"
+    data: DataSection = DataSection()
+    model: dict[str, Any]
+    objective: ObjectiveSection = ObjectiveSection()
+    train: TrainSection = TrainSection()
+    pretrain: PretrainSection | None = None
+    logging: Literal["none", "tensorboard"] = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def bundled_recipes() -> dict[str, Path]:
+    """Name -> path of the recipes shipped with visionnets."""
+    return {p.stem: p for p in sorted(BUNDLED.glob("*.yaml"))}
+
+
+def find_recipe(ref: str | Path) -> Path:
+    """A recipe path, or the bundled recipe named ``ref`` (with or without ``.yaml``)."""
+    p = Path(ref)
+    if p.is_file():
+        return p
+    bundled = bundled_recipes()
+    name = p.name[:-5] if p.name.endswith(".yaml") else p.name
+    if name in bundled and (p.parent == Path(".") or not p.exists()):
+        return bundled[name]
+    raise ConfigError(f"{ref}: no such recipe file or bundled recipe; bundled: {', '.join(bundled)}")
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=3")
+    key, raw = item.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: empty key segment in {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot read value {raw!r} as YAML ({exc.problem})") from None
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides to a raw recipe dict (in place) and return it."""
+    for item in overrides:
+        path, value = _parse_override(item)
+        node: Any = raw
+        for depth, part in enumerate(path[:-1]):
+            where = ".".join(path[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {'.'.join(path)}: {where}: no list item {part!r} "
+                                      f"(the list has {len(node)} items)")
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+            else:
+                raise ConfigError(f"--set {'.'.join(path)}: {where} is a {type(node).__name__}, not a section")
+        last = path[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ConfigError(f"--set {'.'.join(path)}: no list item {last!r} (the list has {len(node)} items)")
+            node[int(last)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"--set {'.'.join(path)}: {'.'.join(path[:-1])} is not a section")
+    return raw
+
+
+def validate(raw: Any, source: str = "recipe") -> Recipe:
+    """Validate a raw dict; errors name ``source`` and the key path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        kind = err["type"]
+        if kind == "missing":
+            msg = "missing required key"
+        elif kind == "extra_forbidden":
+            msg = "unknown key"
+        else:
+            msg = f"{err['msg']} (got {err.get('input')!r})"
+        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{source}: {loc}: {msg}{more}") from None
+
+
+def load_recipe(ref: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load a recipe (path, bundled name or dict), apply ``--set`` overrides, validate."""
+    if isinstance(ref, dict):
+        raw, source = dict(ref), "recipe"
+    elif isinstance(ref, Recipe):
+        raw, source = ref.to_dict(), "recipe"
+    else:
+        path = find_recipe(ref)
+        source = str(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    if raw is None:
+        raise ConfigError(f"{source}: the recipe is empty")
+    if isinstance(raw, dict):
+        apply_overrides(raw, list(overrides))
+    return validate(raw, source)

@@ -1,0 +1,52 @@
+"""Optimizers and learning-rate schedules.
+
+The parameter update of the tutorial is theta <- theta - eta dL/dtheta; ``sgd`` adds momentum
+(v <- mu v + g; theta <- theta - eta v, optionally Nesterov) and weight decay (the 1/2 ||W||^2
+regularizer). The learning rate follows a schedule evaluated at every step from the (fractional)
+epoch alone, so a resumed run follows exactly the same rates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from visionnets.recipes import OptimizerSection, ScheduleSection
+
+
+def build_optimizer(params, spec: OptimizerSection) -> torch.optim.Optimizer:
+    """The optimizer named in the recipe's ``train.optimizer`` section."""
+    if spec.name == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
+                               nesterov=spec.nesterov and spec.momentum > 0,
+                               weight_decay=spec.weight_decay)
+    cls = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
+
+
+def lr_factor(spec: ScheduleSection, epoch: float, total_epochs: int) -> float:
+    """Multiplier of the base learning rate at fractional ``epoch`` (0 = start of training).
+
+    >>> s = ScheduleSection(name="step", step_size=2, gamma=0.5)
+    >>> [lr_factor(s, e, 6) for e in (0, 1.9, 2, 4.5)]
+    [1.0, 1.0, 0.5, 0.25]
+    """
+    if spec.warmup_epochs and epoch < spec.warmup_epochs:
+        return (epoch + 1e-3) / spec.warmup_epochs
+    if spec.name == "step":
+        return spec.gamma ** int(epoch // spec.step_size)
+    if spec.name == "multistep":
+        return spec.gamma ** sum(epoch >= m for m in spec.milestones)
+    if spec.name == "cosine":
+        span = max(total_epochs - spec.warmup_epochs, 1e-9)
+        t = min(max(epoch - spec.warmup_epochs, 0.0) / span, 1.0)
+        return 0.5 * (1 + math.cos(math.pi * t))
+    return 1.0
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float, min_lr: float = 0.0) -> float:
+    lr = max(base_lr * factor, min_lr) if factor < 1 else base_lr * factor
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr

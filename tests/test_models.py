@@ -1,0 +1,76 @@
+"""Models by name: shapes, parameter counts, initialization, errors."""
+
+import math
+
+import pytest
+import torch
+
+from visionnets.errors import ConfigError
+from visionnets.models import MODELS, build_model, count_parameters
+
+
+def test_registry_lists_builtins():
+    assert {"linear", "mlp", "convnet"} <= set(MODELS.names())
+
+
+def test_linear_parameter_count_and_zero_init():
+    net = build_model({"name": "linear"}, (1, 28, 28), 10)
+    assert count_parameters(net) == 784 * 10 + 10
+    assert net(torch.rand(3, 1, 28, 28)).abs().sum() == 0  # W = 0 at the start: a convex problem
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+def test_mlp_depth_width_and_count(act):
+    net = build_model({"name": "mlp", "hidden": [800], "activation": act}, (1, 28, 28), 10)
+    assert count_parameters(net) == 784 * 800 + 800 + 800 * 10 + 10
+    assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    deep = build_model({"name": "mlp", "hidden": [1000, 1000, 1000], "activation": act}, (1,), 1)
+    assert [m.out_features for m in deep if isinstance(m, torch.nn.Linear)] == [1000, 1000, 1000, 1]
+
+
+def test_mlp_init_keeps_activations_in_range():
+    net = build_model({"name": "mlp", "hidden": [512, 512, 512]}, (1, 28, 28), 10)
+    h = torch.randn(256, 1, 28, 28)
+    out = net(h)
+    assert 0.1 < out.std().item() < 10  # He init: neither vanishing nor exploding through depth
+
+
+def test_convnet_shapes_and_names():
+    spec = {"name": "convnet", "hidden": [64], "stages": [
+        {"channels": 6, "kernel": 5, "pool": "max"},
+        {"channels": 16, "kernel": 5, "pool": "avg", "rectify": "tanh"}]}
+    net = build_model(spec, (1, 28, 28), 10)
+    assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    names = dict(net.named_modules())
+    assert {"stage1.filter", "stage1.pool", "stage2.filter", "classifier.fc1", "classifier.out"} <= set(names)
+    # LeNet-style count: conv1 1*6*25+6, conv2 6*16*25+16, fc 16*4*4*64+64, out 64*10+10
+    assert count_parameters(net) == 156 + 2416 + 256 * 64 + 64 + 650
+
+
+def test_convnet_errors_name_the_stage():
+    with pytest.raises(ConfigError, match=r"model\.stages\.1\.kernel: 13 is larger"):
+        build_model({"name": "convnet", "stages": [{"channels": 4, "kernel": 5},
+                                                   {"channels": 4, "kernel": 13}]}, (1, 28, 28), 10)
+    with pytest.raises(ConfigError, match=r"model\.stages\.0\.pool: "):
+        build_model({"name": "convnet", "stages": [{"channels": 4, "pool": "median"}]}, (1, 28, 28), 10)
+    with pytest.raises(ConfigError, match=r"model\.stages\.0\.colour: "):
+        build_model({"name": "convnet", "stages": [{"channels": 4, "colour": 1}]}, (1, 28, 28), 10)
+    with pytest.raises(ConfigError, match="image inputs"):
+        build_model({"name": "convnet", "stages": [{"channels": 4}]}, (64,), 10)
+
+
+def test_unknown_model_and_key():
+    with pytest.raises(ConfigError, match="unknown model 'resnet'"):
+        build_model({"name": "resnet"}, (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match=r"model\.hiden: unknown key"):
+        build_model({"name": "mlp", "hiden": [3]}, (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match=r"model\.name: missing"):
+        build_model({}, (1, 8, 8), 10)
+
+
+def test_user_can_register_a_model():
+    @MODELS.register("tiny_test_model")
+    def tiny(input_shape, num_outputs, width: int = 4):
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(math.prod(input_shape), num_outputs))
+
+    assert count_parameters(build_model({"name": "tiny_test_model"}, (1, 2, 2), 3)) == 15
