@@ -1,0 +1,70 @@
+"""Datasets by name, their files, and the transforms recipes apply to them.
+
+    >>> from visionnets.data import load_dataset
+    >>> ds = load_dataset("digits", transforms=["standardize"])
+    >>> ds.input_shape, ds.num_classes, len(ds.train) + len(ds.val) + len(ds.test)
+    ((1, 8, 8), 10, 1797)
+
+Datasets (``DATASETS``): ``digits`` (bundled, the default), ``mnist``, ``cifar10``, ``faces``,
+``natural``, ``cosine``. Files are looked up under the data roots of :func:`resolve_roots`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from visionnets.data.augment import AUGMENTS, Augment, build_augment
+from visionnets.data.base import Dataset, Split, TensorLoader, carve_validation, subsample_split
+from visionnets.data.catalog import DATASETS
+from visionnets.data.files import KNOWN_FILES, locate, resolve_roots
+from visionnets.data.transforms import TRANSFORMS, Compose, build_transforms
+from visionnets.errors import ConfigError
+
+# importing a loader registers it
+from visionnets.data import cifar10, cosine, digits, faces, mnist, natural  # noqa: E402,F401
+from visionnets.data.natural import load_natural_images  # noqa: E402
+
+DEFAULT_DATASET = "digits"
+_LIBRARY_ARGS = ("roots", "val_fraction", "seed")
+
+__all__ = [
+    "AUGMENTS", "Augment", "Compose", "DATASETS", "DEFAULT_DATASET", "Dataset", "KNOWN_FILES",
+    "Split", "TRANSFORMS", "TensorLoader", "build_augment", "build_transforms",
+    "carve_validation", "load_dataset", "load_natural_images", "locate", "resolve_roots",
+    "subsample_split",
+]
+
+
+def load_dataset(name: str = DEFAULT_DATASET, root: str | os.PathLike | None = None, *,
+                 val_fraction: float = 0.1, seed: int = 0, transforms: Any = (),
+                 **options: Any) -> Dataset:
+    """Load dataset ``name`` with train / val / test splits, transforms fitted on train.
+
+    ``root``: a data root searched before ``$VISIONNETS_DATA`` and ``~/.cache/visionnets``.
+    ``val_fraction``: the share of the training split held out for validation (seeded by
+    ``seed``; 0 for none). ``transforms``: specs for :func:`build_transforms`; they are fitted
+    on the training split only, applied to every split, and kept in ``Dataset.transform``.
+    ``options``: the dataset's own options (``data.options`` in a recipe), validated against
+    its loader's signature: a wrong one is a ConfigError naming ``data.options.<key>``.
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"data.name: unknown dataset {name!r}; expected one of: "
+                          f"{', '.join(DATASETS.names())}")
+    if not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction: expected a number in [0, 1), got {val_fraction!r}")
+    for key in options:
+        if key in _LIBRARY_ARGS:
+            raise ConfigError(f"data.options.{key}: not a dataset option"
+                              + (f"; set data.{key} instead" if key != "roots" else
+                                 "; pass --data-dir or set $VISIONNETS_DATA"))
+    pipeline = build_transforms(transforms)   # fail on a bad spec before reading any file
+    ds = DATASETS.build(name, options, where="data.options", roots=resolve_roots(root),
+                        val_fraction=val_fraction, seed=seed)
+    if pipeline is not None:
+        pipeline.fit(ds.train.x)
+        ds = ds.map(pipeline)
+        ds.input_shape = tuple(ds.train.x.shape[1:])
+        ds.transform = pipeline
+        ds.info["transforms"] = repr(pipeline)
+    return ds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 
@@ -40,6 +41,7 @@ class Dataset:
     num_classes: int | None = None          # None: a regression task
     class_names: list[str] | None = None
     info: dict = field(default_factory=dict)  # provenance notes (files read, lossy copy, ...)
+    transform: Callable | None = None        # fitted dataset-level transforms (apply to new inputs)
 
     @property
     def is_classification(self) -> bool:
@@ -70,6 +72,17 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(train), generator=g)
     return train.subset(perm[n_val:]), train.subset(perm[:n_val])
+
+
+def subsample_split(split: Split, n: int | None, seed: int) -> Split:
+    """At most ``n`` examples of ``split`` drawn without replacement with a fixed seed (order kept)."""
+    if n is None or n >= len(split):
+        return split
+    if n < 1:
+        raise DataError(f"subsample must be >= 1, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(split), generator=g)[:n].sort().values
+    return split.subset(index)
 
 
 class TensorLoader:

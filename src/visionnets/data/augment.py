@@ -1,0 +1,138 @@
+"""Random augmentations of training batches, vectorized and reproducible from a generator.
+
+Each augmentation maps a batch ``x`` (B, C, H, W) and a :class:`torch.Generator` to a batch of
+the same shape. Random numbers are drawn on the generator's device (a CPU generator works
+for batches on any device), so a seeded generator gives the same result on every run.
+Recipes name them in a list (``data.augment``), each a name or a dict with ``name`` and
+options::
+
+    >>> import torch
+    >>> aug = build_augment([{"name": "translate", "max_shift": 2}, "hflip"])
+    >>> x = torch.rand(4, 1, 8, 8)
+    >>> a = aug(x, torch.Generator().manual_seed(0))
+    >>> b = aug(x, torch.Generator().manual_seed(0))
+    >>> a.shape, bool((a == b).all())
+    (torch.Size([4, 1, 8, 8]), True)
+
+- ``translate(max_shift)``: each image shifted by (dy, dx) drawn uniformly from
+  ``{-max_shift..max_shift}``^2, zero fill.
+- ``random_crop(size, padding)``: zero-pad by ``padding`` on each side, then take a
+  ``size`` x ``size`` crop at a uniform random position (``size`` defaults to the image size,
+  which is the only size allowed: training and evaluation inputs must have the same shape).
+- ``hflip(p)``: each image mirrored left-right with probability ``p``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Callable
+
+import pydantic
+import torch
+import torch.nn.functional as F
+
+from visionnets.data.transforms import build_from_specs
+from visionnets.errors import DataError
+from visionnets.registry import Registry
+
+AUGMENTS = Registry("augmentation")
+
+AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def _check_batch(x: torch.Tensor, what: str) -> None:
+    if x.dim() != 4:
+        raise DataError(f"{what} needs image batches (B, C, H, W), got shape {tuple(x.shape)}")
+
+
+def crop_batch(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Per-example crops: ``out[b] = x[b, :, top[b]:top[b]+h, left[b]:left[b]+w]`` by one gather."""
+    b, c = x.shape[:2]
+    rows = (top.to(x.device)[:, None] + torch.arange(h, device=x.device))      # (B, h)
+    cols = (left.to(x.device)[:, None] + torch.arange(w, device=x.device))     # (B, w)
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return x[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def translate(x: torch.Tensor, generator: torch.Generator, max_shift: int) -> torch.Tensor:
+    """Shift each image by a uniform random (dy, dx) in [-max_shift, max_shift]^2, filling with 0."""
+    _check_batch(x, "translate")
+    if max_shift == 0:
+        return x
+    b, _, h, w = x.shape
+    dev = generator.device
+    top = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator, device=dev)
+    left = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator, device=dev)
+    padded = F.pad(x, (max_shift,) * 4)
+    return crop_batch(padded, top, left, h, w)
+
+
+def random_crop(x: torch.Tensor, generator: torch.Generator, size: int | None = None,
+                padding: int = 0) -> torch.Tensor:
+    """Zero-pad by ``padding`` then crop ``size`` x ``size`` at a uniform random position per image."""
+    _check_batch(x, "random_crop")
+    b, _, h, w = x.shape
+    size_h, size_w = (h, w) if size is None else (size, size)
+    if (size_h, size_w) != (h, w):
+        raise DataError(f"random_crop size {size} differs from the image size {h}x{w}; training "
+                        f"and evaluation inputs must have the same shape (use padding to shift)")
+    ph, pw = h + 2 * padding, w + 2 * padding
+    dev = generator.device
+    top = torch.randint(0, ph - size_h + 1, (b,), generator=generator, device=dev)
+    left = torch.randint(0, pw - size_w + 1, (b,), generator=generator, device=dev)
+    padded = F.pad(x, (padding,) * 4) if padding else x
+    return crop_batch(padded, top, left, size_h, size_w)
+
+
+def hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left-right with probability ``p``."""
+    _check_batch(x, "hflip")
+    flip = torch.rand(len(x), generator=generator, device=generator.device) < p
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+
+class Augment:
+    """Augmentations applied in order to a training batch: ``aug(x, generator) -> x``."""
+
+    def __init__(self, steps: list[tuple[str, AugmentFn]]):
+        self.steps = list(steps)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        for _, fn in self.steps:
+            x = fn(x, generator)
+        return x
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __repr__(self) -> str:
+        return f"Augment([{', '.join(name for name, _ in self.steps)}])"
+
+
+def _bind(name: str, fn: Callable, **kwargs) -> tuple[str, AugmentFn]:
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return f"{name}({args})", lambda x, g: fn(x, g, **kwargs)
+
+
+@AUGMENTS.register("translate")
+def _translate(max_shift: Annotated[int, pydantic.Field(ge=0)] = 2):
+    return _bind("translate", translate, max_shift=max_shift)
+
+
+@AUGMENTS.register("random_crop")
+def _random_crop(size: Annotated[int, pydantic.Field(ge=1)] | None = None,
+                 padding: Annotated[int, pydantic.Field(ge=0)] = 4):
+    return _bind("random_crop", random_crop, size=size, padding=padding)
+
+
+@AUGMENTS.register("hflip")
+def _hflip(p: Annotated[float, pydantic.Field(ge=0, le=1)] = 0.5):
+    return _bind("hflip", hflip, p=p)
+
+
+def build_augment(specs: Any, where: str = "data.augment") -> Augment | None:
+    """An :class:`Augment` of the named augmentations, or None when ``specs`` is empty."""
+    from visionnets.data.transforms import TRANSFORMS
+
+    steps = build_from_specs(AUGMENTS, specs, where, other=(TRANSFORMS, "data.transforms"))
+    return Augment(steps) if steps else None
