@@ -1,0 +1,90 @@
+"""Learning curves: loss and error per epoch, from the Trainer's history or ``metrics.jsonl``.
+
+Each record is one epoch (keys epoch, step, lr, train_loss, train_error, val_loss, val_error,
+test_loss, test_error, seconds, examples_per_s; errors are None for regression). Missing keys
+and None values are skipped, so curves for a run without a validation split just lack it.
+
+    >>> history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e} for e in range(1, 6)]
+    >>> import tempfile, pathlib
+    >>> plot_curves(history, pathlib.Path(tempfile.mkdtemp()) / "curves.png").name
+    'curves.png'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from matplotlib.ticker import MaxNLocator
+
+from visionnets.errors import DataError
+from visionnets.viz.grid import new_figure, save_figure
+
+SPLITS = ("train", "val", "test")
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file (one JSON object per line; blank lines skipped)."""
+    path = Path(path)
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            records.append(rec)
+    return records
+
+
+def series(history: list[dict], key: str) -> tuple[list[float], list[float]]:
+    """(epochs, values) of ``key`` over the records that have a finite number for it."""
+    xs, ys = [], []
+    for i, rec in enumerate(history):
+        v = rec.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            xs.append(rec.get("epoch", i + 1))
+            ys.append(float(v))
+    return xs, ys
+
+
+def plot_curves(history: list[dict], path: str | os.PathLike, title: str | None = None,
+                log_loss: bool | None = None) -> Path:
+    """Loss (and, when recorded, error) per epoch for the train, val and test splits.
+
+    ``log_loss``: a log scale for the loss; default when every loss is positive and they span
+    more than a factor of 20.
+    """
+    losses = {s: series(history, f"{s}_loss") for s in SPLITS}
+    errors = {s: series(history, f"{s}_error") for s in SPLITS}
+    if not any(ys for _, ys in losses.values()):
+        raise DataError("no loss values to plot: the history has no train_loss, val_loss or test_loss")
+    has_error = any(ys for _, ys in errors.values())
+    fig = new_figure(9 if has_error else 5, 3.4)
+    panels = [("loss", losses)] + ([("error", errors)] if has_error else [])
+    for i, (name, data) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for split, (xs, ys) in data.items():
+            if ys:
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=split)
+        ys_all = [y for _, ys in data.values() for y in ys]
+        if name == "loss":
+            log = log_loss if log_loss is not None else (
+                min(ys_all) > 0 and max(ys_all) / min(ys_all) > 20)
+            if log:
+                ax.set_yscale("log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
