@@ -1,0 +1,179 @@
+"""The comparison: rows measured per method, the tables, the files, the command line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from threadpoolctl import threadpool_limits
+
+from visionnets.baselines.compare import (NOT_MEASURED, PROPERTIES, TABLE_COLUMNS, compare,
+                                          parse_options, properties, render_properties,
+                                          render_table, report, row_from_run)
+from visionnets.data.base import Dataset, Split
+from visionnets.errors import ConfigError
+
+CHEAP = {"boosted_trees": {"max_iter": 5}, "boosted_stumps": {"n_estimators": 20},
+         "rbm_logistic": {"n_components": 32, "n_iter": 5, "batch_size": 10, "C": 1000.0}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with threadpool_limits(1):
+        yield
+
+
+def _digits(name="digits"):
+    d = load_digits()
+    x = torch.tensor(d.data / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    y = torch.tensor(d.target)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    tr, te = order[:800], order[800:1100]
+    return Dataset(name, Split(x[tr], y[tr]), None, Split(x[te], y[te]), (1, 8, 8), 10)
+
+
+@pytest.fixture(scope="module")
+def all_rows():
+    with threadpool_limits(1):
+        return compare(_digits(), options=CHEAP, n_labelled=200)
+
+
+def test_rows_are_measured(all_rows):
+    assert [r.method for r in all_rows] == ["boosted_stumps", "boosted_trees", "knn", "linear",
+                                           "rbm_logistic", "svm_rbf"]
+    for r in all_rows:
+        assert r.kind == "baseline" and r.n_train == 800 and r.n_test == 300
+        assert 0 <= r.error < 50 and r.train_seconds > 0 and r.test_seconds_per_1000 > 0
+        assert r.n_parameters > 0
+        assert r.tutorial_error is None             # the tutorial's numbers are for MNIST only
+    knn = next(r for r in all_rows if r.method == "knn")
+    assert knn.error < 5
+
+
+def test_error_matches_a_direct_fit():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    ds = _digits()
+    [row] = compare(ds, methods=["knn"])
+    X, Xt = ds.train.x.reshape(800, -1).numpy(), ds.test.x.reshape(300, -1).numpy()
+    pred = KNeighborsClassifier(3).fit(X, ds.train.y.numpy()).predict(Xt)
+    assert row.error == pytest.approx(100 * np.mean(pred != ds.test.y.numpy()))
+
+
+def test_methods_are_selected_in_order_and_mnist_rows_carry_the_tutorial():
+    rows = compare(_digits("mnist"), methods=["linear", "knn"])
+    assert [(r.method, r.tutorial_error, r.tutorial_name) for r in rows] == [
+        ("linear", 12.0, "Linear Classifier"), ("knn", 5.0, "K-NN")]
+
+
+def test_unknown_method_names_it():
+    with pytest.raises(ConfigError, match="unknown baseline 'nope'"):
+        compare(_digits(), methods=["knn", "nope"])
+
+
+def test_options_and_caps():
+    rows = compare(_digits(), methods=["knn"], options=parse_options(["knn.k=1"]),
+                   max_train={"knn": 100}, subsample=500)
+    assert rows[0].params == {"k": 1} and rows[0].n_train == 100
+    assert "trained on 100 of 800" in rows[0].notes
+    with pytest.raises(ConfigError, match="options.svm_rbf: not among the selected methods"):
+        compare(_digits(), methods=["knn"], options={"svm_rbf": {"C": 1.0}})
+    with pytest.raises(ConfigError, match="METHOD.KEY=VALUE"):
+        parse_options(["k=1"])
+    with pytest.raises(ConfigError, match="unknown baseline 'knm'"):
+        parse_options(["knm.k=1"])
+
+
+def test_table_renders_with_the_columns(all_rows):
+    lines = render_table(all_rows).splitlines()
+    assert lines[0] == "| " + " | ".join(TABLE_COLUMNS) + " |"
+    assert TABLE_COLUMNS[1:6] == ["tutorial error (%)", "measured error (%)", "training time (s)",
+                                  "test time per 1,000 images (ms)", "parameters"]
+    assert len(lines) == 2 + len(all_rows)
+    for line, row in zip(lines[2:], all_rows):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert len(cells) == len(TABLE_COLUMNS)
+        assert cells[0] == row.label and cells[1] == "—"
+        assert float(cells[2]) == pytest.approx(row.error, abs=0.005)
+        assert float(cells[4]) == pytest.approx(1000 * row.test_seconds_per_1000, abs=0.05)
+
+
+def test_properties_table(all_rows):
+    props = properties(all_rows)
+    assert list(props) == ["Boosting", "Probab. models", "SVM", "k-NN", "Linear"]
+    for fam, cells in props.items():
+        assert list(cells) == PROPERTIES
+        assert cells["Fast training"].endswith("[measured]")
+        assert cells["Fast at test time"].endswith("[measured]")
+        assert cells["Easy to parallelize"] == NOT_MEASURED
+    rbm = next(r for r in all_rows if r.method == "rbm_logistic")
+    gain = rbm.extra["unlabelled_gain"]
+    assert gain["n_labelled"] == 200 and gain["n_unlabelled"] == 800
+    assert gain["gain"] == pytest.approx(gain["error_pixels"] - gain["error_rbm_features"])
+    assert f"{gain['gain']:+.1f} points" in props["Probab. models"]["Leverage unlab. data"]
+    text = render_properties(props).splitlines()
+    assert text[0] == "| property | Boosting | Probab. models | SVM | k-NN | Linear |"
+    assert len(text) == 2 + len(PROPERTIES)
+
+
+def test_report_writes_json_and_png(all_rows, tmp_path):
+    tables = report(all_rows, tmp_path, stem="c", meta={"dataset": "digits"})
+    assert tables.startswith(render_table(all_rows))
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["dataset"] == "digits" and data["machine"]["cpu_count"] >= 1
+    assert [r["method"] for r in data["rows"]] == [r.method for r in all_rows]
+    assert data["rows"][0]["error"] == all_rows[0].error
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.png"]   # no temp files left
+
+
+@pytest.mark.slow
+def test_rows_from_a_run_directory(tmp_path):
+    from visionnets import api
+
+    result = api.train("digits_convnet", ["train.epochs=1"], out=tmp_path / "run", progress=False,
+                       figures=False)
+    row = row_from_run(result.run_dir, "digits")
+    run = api.load_run(result.run_dir)
+    assert row.kind == "net" and row.method == "digits_convnet"
+    assert row.error == pytest.approx(100 * api.evaluate(run, "test")["error"])
+    assert row.error == pytest.approx(100 * result.final["test_error"])
+    assert row.n_parameters == sum(p.numel() for p in run.model.parameters())
+    assert row.train_seconds == pytest.approx(result.final["train_seconds_total"])
+    assert row.test_seconds_per_1000 > 0 and row.n_test == len(run.dataset.test)
+    with pytest.raises(ConfigError, match="trained on 'digits'; this table is for 'mnist'"):
+        row_from_run(result.run_dir, "mnist")
+    rows = compare("digits", methods=["knn"], runs=[result.run_dir])
+    assert [r.kind for r in rows] == ["baseline", "net"]
+
+
+def test_command_line(tmp_path, capsys):
+    import argparse
+
+    from visionnets.commands import compare as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["digits", "--methods", "knn", "linear", "--out", str(tmp_path),
+                              "--nets", "none", "--max-train", "knn=300"])
+    assert command.run(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| " + " | ".join(TABLE_COLUMNS))
+    assert "| property | k-NN | Linear |" in out
+    rows = json.loads((tmp_path / "compare_digits.json").read_text())["rows"]
+    assert [(r["method"], r["n_train"]) for r in rows] == [("knn", 300), ("linear", 1437)]
+    assert (tmp_path / "compare_digits.png").is_file()
+    with pytest.raises(ConfigError, match="--max-train 'knn'"):
+        command.run(parser.parse_args(["digits", "--max-train", "knn"]))
+
+
+def test_cli_reports_unknown_method(tmp_path, capsys):
+    from visionnets.cli import main
+
+    from visionnets.commands import COMMANDS
+
+    if "compare" not in COMMANDS:
+        pytest.skip("the compare sub-command is not registered in visionnets.commands yet")
+    assert main(["compare", "digits", "--methods", "nope", "--out", str(tmp_path)]) == 2
+    assert "error: unknown baseline 'nope'" in capsys.readouterr().err
