@@ -85,6 +85,17 @@ def subsample_split(split: Split, n: int | None, seed: int) -> Split:
     return split.subset(index)
 
 
+def to_unit_float(split: Split, scale: float = 255.0) -> Split:
+    """``x / scale`` as float32 (integer pixels to [0, 1]) in one pass; ``x`` may be a strided view.
+
+    Loaders carve and subsample the uint8 images first and convert last: four times less
+    memory traffic than converting first (it matters for the 50,000 CIFAR images).
+    """
+    x = torch.empty(split.x.shape, dtype=torch.float32)
+    x.copy_(split.x)
+    return Split(x.div_(scale), split.y)
+
+
 class TensorLoader:
     """Mini-batches from in-memory tensors: far cheaper per batch than DataLoader.
 

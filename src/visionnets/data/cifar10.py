@@ -29,7 +29,7 @@ import numpy as np
 import pydantic
 import torch
 
-from visionnets.data.base import Dataset, Split, carve_validation, subsample_split
+from visionnets.data.base import Dataset, Split, carve_validation, subsample_split, to_unit_float
 from visionnets.data.catalog import DATASETS
 from visionnets.data.files import KnownFile, Layout, Need, declare_files, locate
 from visionnets.data.safe_pickle import load_restricted
@@ -108,9 +108,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _split(x: np.ndarray, y: np.ndarray) -> Split:
-    xt = torch.empty(x.shape, dtype=torch.float32)
-    xt.copy_(torch.from_numpy(np.ascontiguousarray(x)))   # uint8 -> float32 without a 2nd copy
-    return Split(xt.div_(255.0), torch.from_numpy(y))
+    """uint8 images (a strided view is fine) stay uint8 here; to_unit_float converts after carving."""
+    return Split(torch.from_numpy(x), torch.from_numpy(y))
 
 
 @DATASETS.register("cifar10")
@@ -136,6 +135,8 @@ def cifar10(roots: list[Path], val_fraction: float, seed: int,
     train = subsample_split(train, subsample, seed)
     test = subsample_split(test, subsample, seed + 1)
     train, val = carve_validation(train, val_fraction, seed)
+    train, test = to_unit_float(train), to_unit_float(test)
+    val = None if val is None else to_unit_float(val)
     info = {"files": [str(p) for p in found.paths], "format": found.layout.label,
             "lossy": lossy, "subsample": subsample}
     if lossy:

@@ -139,7 +139,8 @@ def locate(dataset: str, roots: list[Path], layouts: tuple[Layout, ...] | None =
             have = sum(p is not None for p in paths)
             note = f" (has {have} of {len(paths)} {lay.label} files)" if have else ""
             looked.append(f"{folder}{note}")
-    expected = "; ".join(f"{lay.label}: " + ", ".join(n.label for n in lay.needs) for lay in layouts)
+    expected = "; ".join(dict.fromkeys(
+        f"{lay.label}: " + ", ".join(n.label for n in lay.needs) for lay in layouts))
     raise DataError(
         f"dataset {dataset!r} not found; expected files [{expected}]; looked in: "
         f"{', '.join(dict.fromkeys(looked))} (pass --data-dir DIR or set ${ENV_VAR})"

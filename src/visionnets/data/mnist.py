@@ -20,7 +20,7 @@ import numpy as np
 import pydantic
 import torch
 
-from visionnets.data.base import Dataset, Split, carve_validation, subsample_split
+from visionnets.data.base import Dataset, Split, carve_validation, subsample_split, to_unit_float
 from visionnets.data.files import KnownFile, Layout, Need, declare_files, locate
 from visionnets.data.idx import read_idx
 from visionnets.data.catalog import DATASETS
@@ -69,8 +69,8 @@ def read_mnist_pair(images_path: Path, labels_path: Path, rows: int = 28, cols: 
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1).div_(255.0)
-    return Split(x, torch.from_numpy(labels.astype(np.int64)))
+    """uint8 images stay uint8 (N, 1, 28, 28) here; to_unit_float converts after carving."""
+    return Split(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
 @DATASETS.register("mnist")
@@ -88,5 +88,7 @@ def mnist(roots: list[Path], val_fraction: float, seed: int,
     train = subsample_split(train, subsample, seed)
     test = subsample_split(test, subsample, seed + 1)
     train, val = carve_validation(train, val_fraction, seed)
+    train, test = to_unit_float(train), to_unit_float(test)
+    val = None if val is None else to_unit_float(val)
     return Dataset("mnist", train, val, test, (1, 28, 28), 10, CLASS_NAMES,
                    info={"files": [str(x) for x in found.paths], "subsample": subsample})
