@@ -43,8 +43,9 @@ def plot_fit(model: nn.Module, dataset: Dataset, path: str | os.PathLike, points
     ax = fig.add_subplot(1, 1, 1)
     ax.scatter(dataset.train.x.reshape(-1).numpy(), dataset.train.y.reshape(-1).numpy(), s=6, alpha=0.4,
                color="tab:gray", label="train")
-    ax.scatter(dataset.test.x.reshape(-1).numpy(), dataset.test.y.reshape(-1).numpy(), s=8, alpha=0.7,
-               color="tab:blue", label="test (truth)")
+    order = dataset.test.x.reshape(-1).argsort()
+    ax.plot(dataset.test.x.reshape(-1)[order].numpy(), dataset.test.y.reshape(-1)[order].numpy(),
+            color="tab:blue", lw=1.5, label="test (truth)")
     ax.plot(grid.reshape(-1).numpy(), pred.numpy(), color="tab:red", lw=2, label="prediction")
     test_mse = ((predict(model, dataset.test.x).reshape(-1) - dataset.test.y.reshape(-1)) ** 2).mean()
     ax.set_title(title or f"{dataset.name}: prediction vs truth (test MSE {test_mse:.4g})", fontsize=10)
