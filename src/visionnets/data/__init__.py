@@ -26,7 +26,6 @@ from visionnets.data import cifar10, cosine, digits, faces, mnist, natural  # no
 from visionnets.data.natural import load_natural_images  # noqa: E402
 
 DEFAULT_DATASET = "digits"
-_LIBRARY_ARGS = ("roots", "val_fraction", "seed")
 
 __all__ = [
     "AUGMENTS", "Augment", "Compose", "DATASETS", "DEFAULT_DATASET", "Dataset", "KNOWN_FILES",
@@ -53,11 +52,9 @@ def load_dataset(name: str = DEFAULT_DATASET, root: str | os.PathLike | None = N
                           f"{', '.join(DATASETS.names())}")
     if not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction: expected a number in [0, 1), got {val_fraction!r}")
-    for key in options:
-        if key in _LIBRARY_ARGS:
-            raise ConfigError(f"data.options.{key}: not a dataset option"
-                              + (f"; set data.{key} instead" if key != "roots" else
-                                 "; pass --data-dir or set $VISIONNETS_DATA"))
+    if "roots" in options:
+        raise ConfigError("data.options.roots: not a dataset option; pass --data-dir (root) "
+                          "or set $VISIONNETS_DATA")
     pipeline = build_transforms(transforms)   # fail on a bad spec before reading any file
     ds = DATASETS.build(name, options, where="data.options", roots=resolve_roots(root),
                         val_fraction=val_fraction, seed=seed)
