@@ -101,3 +101,16 @@ def test_cosine_toy():
     assert torch.allclose(noisy.test.y, torch.cos(noisy.test.x), atol=1e-6)   # test is noise-free
     with pytest.raises(ConfigError, match="data.options.high: must be greater than low"):
         load_dataset("cosine", low=1.0, high=0.0)
+
+
+@pytest.mark.parametrize("module", ["base", "files", "idx", "safe_pickle", "transforms", "augment",
+                                    "digits", "cosine", "mnist", "cifar10", "faces", "natural"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"visionnets.data.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    if module not in ("cifar10", "faces", "natural"):     # those examples need the real files
+        assert result.attempted > 0

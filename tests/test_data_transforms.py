@@ -129,6 +129,11 @@ def test_random_crop_matches_reference_and_refuses_other_sizes():
     with pytest.raises(DataError, match="random_crop size 4 differs from the image size 6x6"):
         random_crop(x, _gen(1), size=4)
     assert torch.equal(crop_batch(x, torch.zeros(8, dtype=torch.long), torch.zeros(8, dtype=torch.long), 6, 6), x)
+    view = torch.rand(9, 8, 7, 3).permute(0, 3, 1, 2)[1:, :, 1:, :]     # strided, offset view
+    top, left = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]), torch.tensor([2, 0, 1, 2, 0, 1, 0, 0])
+    got = crop_batch(view, top, left, 4, 5)
+    for b in range(8):
+        assert torch.equal(got[b], view[b, :, top[b]:top[b] + 4, left[b]:left[b] + 5])
 
 
 def test_hflip_flips_about_p_of_the_images():

@@ -45,13 +45,16 @@ def _check_batch(x: torch.Tensor, what: str) -> None:
 
 
 def crop_batch(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Per-example crops: ``out[b] = x[b, :, top[b]:top[b]+h, left[b]:left[b]+w]`` by one gather."""
-    b, c = x.shape[:2]
-    rows = (top.to(x.device)[:, None] + torch.arange(h, device=x.device))      # (B, h)
-    cols = (left.to(x.device)[:, None] + torch.arange(w, device=x.device))     # (B, w)
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(c, device=x.device)[None, :, None, None]
-    return x[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+    """Per-example crops: ``out[b] = x[b, :, top[b]:top[b]+h, left[b]:left[b]+w]``.
+
+    A strided view of every (h, w) window (no copy), then one index on (example, top, left):
+    several times faster than a loop over the examples of a CPU batch. ``x`` may be any view.
+    """
+    b, c, hp, wp = x.shape
+    s = x.stride()
+    windows = x.as_strided((b, hp - h + 1, wp - w + 1, c, h, w),
+                           (s[0], s[2], s[3], s[1], s[2], s[3]), x.storage_offset())
+    return windows[torch.arange(b, device=x.device), top.to(x.device), left.to(x.device)]
 
 
 def translate(x: torch.Tensor, generator: torch.Generator, max_shift: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ The pickles are preferred when a folder holds both. Images become float32 (N, 3,
 in [0, 1]::
 
     >>> ds = load_dataset("cifar10", "/path/to/data")   # doctest: +SKIP
-    >>> ds.train.x.shape, ds.info["lossy"]
+    >>> ds.train.x.shape, ds.info["lossy"]                               # doctest: +SKIP
     (torch.Size([45000, 3, 32, 32]), True)
 """
 

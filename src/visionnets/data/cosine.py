@@ -8,7 +8,7 @@ and the test split plots as a line. ``x`` and ``y`` are float32 (N, 1); ``num_cl
 
     >>> from visionnets.data import load_dataset
     >>> ds = load_dataset("cosine", n_train=100, n_test=5, low=0.0, high=3.1416)
-    >>> ds.test.y.squeeze(1).round(decimals=3).tolist()
+    >>> [round(v, 3) for v in ds.test.y.squeeze(1).tolist()]
     [1.0, 0.707, -0.0, -0.707, -1.0]
 """
 

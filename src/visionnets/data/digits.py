@@ -8,7 +8,7 @@ validation split is carved from the rest with ``seed``::
     >>> from visionnets.data import load_dataset
     >>> ds = load_dataset("digits")
     >>> ds.train.x.shape, ds.test.x.shape, ds.num_classes
-    (torch.Size([1294, 1, 8, 8]), torch.Size([360, 1, 8, 8]), 10)
+    (torch.Size([1293, 1, 8, 8]), torch.Size([360, 1, 8, 8]), 10)
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ every subject is seen in training and tested on unseen pictures; validation is c
 train with ``seed``::
 
     >>> ds = load_dataset("faces", "/path/to/data")   # doctest: +SKIP
-    >>> len(ds.train) + len(ds.val), len(ds.test), ds.input_shape
+    >>> len(ds.train) + len(ds.val), len(ds.test), ds.input_shape        # doctest: +SKIP
     (280, 120, (1, 112, 92))
 """
 

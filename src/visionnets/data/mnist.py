@@ -6,8 +6,9 @@
 fixed seed. Every file is checked: magic number (2051 images, 2049 labels), 28x28 images,
 header count against the bytes present, images against labels, labels in 0..9::
 
-    >>> ds = load_dataset("mnist", "/path/to/data", subsample=1000)   # doctest: +SKIP
-    >>> ds.train.x.shape, ds.test.x.shape
+    >>> from visionnets.data import load_dataset
+    >>> ds = load_dataset("mnist", "/path/to/data", subsample=1000)     # doctest: +SKIP
+    >>> ds.train.x.shape, ds.test.x.shape                                 # doctest: +SKIP
     (torch.Size([900, 1, 28, 28]), torch.Size([1000, 1, 28, 28]))
 """
 

@@ -8,7 +8,7 @@ of every image and test patches from the bottom ``test_fraction`` of its rows, s
 overlap::
 
     >>> images = load_natural_images("/path/to/data")   # doctest: +SKIP
-    >>> sorted(images)[:3], images["camera"].shape
+    >>> sorted(images)[:3], images["camera"].shape                       # doctest: +SKIP
     (['astronaut', 'brick', 'camera'], (512, 512))
 """
 
