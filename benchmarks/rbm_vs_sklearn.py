@@ -1,0 +1,107 @@
+"""RBM training speed: visionnets.unsupervised.RBM against scikit-learn's BernoulliRBM.
+
+Same data (MNIST training images scaled to [0, 1]), same hyper-parameters (n_components,
+learning_rate, batch_size, epochs; both persistent CD-1), one process, CPU. Quality is the
+exact pseudo-log-likelihood sum_i log p(v_i | v_-i) on held-out MNIST test images, computed by
+the same function (visionnets.unsupervised.pseudo_likelihood, float64) on both fitted models.
+
+scikit-learn keeps the input's dtype: it is timed on float64 input (what ``X / 255.0`` gives,
+its usual use) and on float32 input. visionnets trains in float32 whatever the input.
+
+    flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/rbm_vs_sklearn.py [--n-train 20000] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from visionnets.unsupervised import RBM, pseudo_likelihood
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_mnist_images(root: Path, split: str) -> np.ndarray:
+    name = {"train": "train-images-idx3-ubyte.gz", "test": "t10k-images-idx3-ubyte.gz"}[split]
+    raw = gzip.open(root / "mnist" / name).read()
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784)
+
+
+def pl64(w, b_v, b_h, x) -> float:
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))
+    return float(pseudo_likelihood(t(x), t(w), t(b_v), t(b_h)).mean())
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("VISIONNETS_DATA", REPO.parent / "shared" / "data")))
+    ap.add_argument("--n-train", type=int, default=20000)
+    ap.add_argument("--n-eval", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--n-components", type=int, default=256)
+    ap.add_argument("--learning-rate", type=float, default=0.05)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "rbm_vs_sklearn.json")
+    args = ap.parse_args(argv)
+    from sklearn.neural_network import BernoulliRBM
+
+    x64 = load_mnist_images(args.data, "train")[: args.n_train] / 255.0
+    x_eval = load_mnist_images(args.data, "test")[: args.n_eval] / 255.0
+    hp = dict(n_components=args.n_components, learning_rate=args.learning_rate,
+              batch_size=args.batch_size)
+    rows = []
+
+    def run_sklearn(dtype):
+        X = x64.astype(dtype)
+        t0 = time.perf_counter()
+        m = BernoulliRBM(n_iter=args.epochs, random_state=0, **hp).fit(X)
+        sec = time.perf_counter() - t0
+        return {"impl": f"sklearn BernoulliRBM ({np.dtype(dtype).name} input)", "seconds": sec,
+                "pseudo_likelihood_test": pl64(m.components_, m.intercept_visible_, m.intercept_hidden_, x_eval)}
+
+    def run_ours():
+        t0 = time.perf_counter()
+        m = RBM(n_epochs=args.epochs, persistent=True, k=1, random_state=0, device="cpu", **hp).fit(x64)
+        sec = time.perf_counter() - t0
+        return {"impl": "visionnets RBM (float32, torch CPU)", "seconds": sec,
+                "pseudo_likelihood_test": pl64(m.components_, m.intercept_visible_, m.intercept_hidden_, x_eval)}
+
+    ours = run_ours()
+    rows.append(run_sklearn(np.float64))
+    rows.append(run_sklearn(np.float32))
+    rows.append(ours)
+    for r in rows:
+        r["speedup_of_visionnets"] = r["seconds"] / ours["seconds"]
+    print(f"{'implementation':42s} {'seconds':>9s} {'PL(test)':>10s} {'ours x faster':>14s}")
+    for r in rows:
+        print(f"{r['impl']:42s} {r['seconds']:9.2f} {r['pseudo_likelihood_test']:10.2f} {r['speedup_of_visionnets']:14.2f}")
+    result = {"benchmark": "rbm_vs_sklearn", "data": f"MNIST train[:{args.n_train}] / 255, PL on test[:{args.n_eval}]",
+              "hyper_parameters": {**hp, "epochs": args.epochs, "cd": "persistent CD-1 (both)"},
+              "rows": rows, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "python": sys.version.split()[0], "machine": platform.processor() or platform.machine(),
+              "note": "single run each, same process, shared 2-core CPU"}
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

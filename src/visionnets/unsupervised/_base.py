@@ -1,0 +1,194 @@
+"""The estimator shell every unsupervised learner shares.
+
+A learner is a scikit-learn transformer (``__init__`` only stores hyper-parameters, ``fit``
+returns ``self``, fitted state ends in ``_``) whose numbers live in torch and are trained by
+mini-batch on CPU or GPU. Subclasses write three hooks:
+
+- ``_init_state(n_features, generator)``: create the fitted torch state (``encoder_`` ...);
+- ``_train_batch(xb, generator) -> dict``: one update on one mini-batch, returns its stats;
+- ``_encode(x) -> Tensor``: the features of a float tensor already on ``device_``.
+
+Inputs may be numpy arrays (validated as scikit-learn does; the output is numpy float32) or
+torch tensors (the output is a tensor on the device the learner lives on).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from visionnets.errors import ConfigError, DataError
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+    def _validate_data(estimator, X, reset=True, **kw):
+        return estimator._validate_data(X, reset=reset, **kw)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` is CUDA when it is present, else the CPU; anything else is taken as given."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device={device!r} is not a torch device; expected 'auto', 'cpu' or 'cuda[:k]'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} asked for CUDA but torch sees no GPU; use device='auto' or 'cpu'")
+    return dev
+
+
+def make_generator(random_state, device: torch.device) -> torch.Generator:
+    """A torch generator seeded from an int, a numpy RandomState / Generator, or None (fresh entropy)."""
+    if random_state is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    elif isinstance(random_state, numbers.Integral):
+        seed = int(random_state)
+    elif isinstance(random_state, np.random.RandomState):
+        seed = int(random_state.randint(0, 2**31 - 1))
+    elif isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(0, 2**31 - 1))
+    else:
+        raise ConfigError(f"random_state={random_state!r}; expected None, an int or a numpy RandomState")
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def progress(iterable, enabled: bool, desc: str, total: int | None = None):
+    """Wrap ``iterable`` in a tqdm bar when ``enabled`` (tqdm is imported only then)."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+class TorchTransformer(TransformerMixin, BaseEstimator):
+    """Base class: mini-batch training loop, validation, transform in batches, history.
+
+    Subclasses must have the hyper-parameters ``batch_size``, ``n_epochs``, ``device``,
+    ``random_state`` and ``verbose`` among their ``__init__`` arguments.
+    """
+
+    # ---- input handling -------------------------------------------------------------------
+    def _check_params(self) -> None:
+        for name in ("batch_size", "n_epochs"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or v < 1:
+                raise ConfigError(f"{type(self).__name__}: {name}={v!r}; expected an int >= 1")
+
+    def _to_tensor(self, X, reset: bool) -> tuple[torch.Tensor, bool]:
+        """Validate ``X`` and return it as a float32 tensor on ``device_`` and whether it was a tensor."""
+        if isinstance(X, torch.Tensor):
+            if X.ndim != 2:
+                raise DataError(f"{type(self).__name__}: X has shape {tuple(X.shape)}; expected a 2-D (n_samples, n_features) tensor")
+            if X.shape[0] < 1:
+                raise DataError(f"{type(self).__name__}: X has 0 samples; expected at least 1")
+            if not torch.isfinite(X).all():
+                raise DataError(f"{type(self).__name__}: X contains NaN or infinity")
+            if reset:
+                self.n_features_in_ = X.shape[1]
+            elif X.shape[1] != self.n_features_in_:
+                raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                f"{self.n_features_in_} features as input")
+            return X.to(self.device_, torch.float32), True
+        arr = _validate_data(self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1)
+        return torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float32), device=self.device_), False
+
+    # ---- fitting --------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Initialize the learner on ``X`` (n_samples, n_features) and train it ``n_epochs`` epochs."""
+        x = self._initialize(X)
+        self._run_epochs(x, self.n_epochs)
+        return self
+
+    def partial_fit(self, X, y=None):
+        """One pass over ``X`` in mini-batches; the first call initializes the learner."""
+        if not hasattr(self, "n_iter_"):
+            x = self._initialize(X)
+        else:
+            x, _ = self._to_tensor(X, reset=False)
+        self._run_epochs(x, 1)
+        return self
+
+    def _initialize(self, X) -> torch.Tensor:
+        """Check the hyper-parameters, create the untrained state from ``X``; returns X as a tensor."""
+        self._check_params()
+        self.device_ = resolve_device(self.device)
+        x, _ = self._to_tensor(X, reset=True)
+        self._generator = make_generator(self.random_state, self.device_)
+        self._init_state(x.shape[1], self._generator, x)
+        self.history_ = []
+        self.n_iter_ = 0
+        return x
+
+    def _run_epochs(self, x: torch.Tensor, n_epochs: int) -> None:
+        n = x.shape[0]
+        bs = min(self.batch_size, n)
+        n_batches = math.ceil(n / bs)
+        bar = progress(range(n_epochs), self.verbose, type(self).__name__)
+        for _ in bar:
+            order = torch.randperm(n, generator=self._generator, device=self.device_)
+            totals: dict[str, float] = {}
+            for i in range(n_batches):
+                stats = self._train_batch(x[order[i * bs:(i + 1) * bs]], self._generator)
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+            self.n_iter_ += 1
+            record = {"epoch": self.n_iter_, **{k: v / n_batches for k, v in totals.items()}}
+            self._end_epoch(x, record)
+            self.history_.append(record)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
+            for k, v in record.items():
+                if isinstance(v, float) and not math.isfinite(v):
+                    from visionnets.errors import TrainingError
+
+                    raise TrainingError(f"{type(self).__name__}: {k} became {v} at epoch {self.n_iter_}; "
+                                        f"lower learning_rate")
+
+    def _end_epoch(self, x: torch.Tensor, record: dict) -> None:
+        """Hook: add monitoring numbers to ``record`` after each epoch."""
+
+    # ---- transforming ---------------------------------------------------------------------
+    def transform(self, X):
+        """The code of each row of ``X``: (n_samples, n_features) -> (n_samples, n_components)."""
+        check_is_fitted(self, "n_iter_")
+        x, was_tensor = self._to_tensor(X, reset=False)
+        out = self._batched(self._encode, x)
+        return out if was_tensor else out.cpu().numpy()
+
+    @torch.no_grad()
+    def _batched(self, fn, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        return torch.cat([fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.non_deterministic = self.random_state is None if hasattr(self, "random_state") else False
+        return tags
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        g = state.pop("_generator", None)
+        if g is not None:
+            state["_generator_state"] = (str(g.device), g.get_state())
+        return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_generator_state", None)
+        self.__dict__.update(state)
+        if saved is not None:
+            g = torch.Generator(device=saved[0])
+            g.set_state(saved[1])
+            self._generator = g

@@ -1,0 +1,318 @@
+"""The single-layer pipeline of Coates, Lee & Ng (AISTATS 2011) on CIFAR-10.
+
+    1. random r x r patches of training images (r = 6)                     extract_patches
+    2. per-patch contrast normalization, then ZCA whitening                normalize_patches, ZCA
+    3. a feature learner on the whitened patches: k-means (triangle), sparse auto-encoder,
+       (sparse) RBM or RICA, giving K filters W (K, D), a bias b and a non-linearity f
+    4. convolutional extraction: every r x r patch of an image (stride 1) gives f(W x~ + b);
+       the whitening is folded into the filters, A = W P and c = b - A m, so one matmul on
+       the unfolded *normalized* patches computes W x~ + b = A p_hat + c
+    5. sum pooling over the 4 quadrants of the (H-r+1) x (W-r+1) response maps -> 4K features
+    6. features standardized, then a linear classifier: L2-SVM (squared hinge, one-vs-all,
+       ``0.5 ||W||^2 + C sum max(0, 1 - y w.x)^2``) or multinomial logistic, by L-BFGS in torch
+
+``run_coates(learner, n_features, data, ...)`` does all of it and returns a dict of numbers.
+"""
+
+from __future__ import annotations
+
+import numbers
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from visionnets.errors import ConfigError, DataError
+from visionnets.unsupervised._base import progress, resolve_device
+from visionnets.unsupervised.patches import ZCA, KMeans, extract_patches, normalize_patches
+
+LEARNERS = ("kmeans", "sparse_autoencoder", "rbm", "rica")
+PAPER_ACCURACY_1600 = {"sparse_autoencoder": 73.4, "rbm": 72.4, "kmeans": 77.9}
+PAPER_ACCURACY_KMEANS_4000 = 79.6
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+def load_cifar10(root: str | Path) -> dict:
+    """CIFAR-10 as uint8 (N, 3, 32, 32) arrays and int64 labels, from the first layout found in ``root``.
+
+    Layouts, in order: the original ``cifar-10-batches-bin`` (raw bytes), the original
+    ``cifar-10-batches-py`` (the official pickles; only load files you trust), or
+    ``train.npz``/``test.npz`` with ``x`` (N, 32, 32, 3) and ``y``. The result's ``source`` names
+    what was read; a JPEG-decoded npz copy is flagged ``lossy``.
+    """
+    root = Path(root)
+    for sub in (root, root / "cifar10"):
+        bin_dir = sub / "cifar-10-batches-bin"
+        if bin_dir.is_dir():
+            def read(names):
+                raw = np.concatenate([np.fromfile(bin_dir / n, np.uint8).reshape(-1, 3073) for n in names])
+                return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
+            xtr, ytr = read([f"data_batch_{i}.bin" for i in range(1, 6)])
+            xte, yte = read(["test_batch.bin"])
+            return dict(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, source=str(bin_dir), lossy=False)
+        py_dir = sub / "cifar-10-batches-py"
+        if py_dir.is_dir():
+            def read_py(names):
+                xs, ys = [], []
+                for n in names:
+                    with open(py_dir / n, "rb") as f:
+                        d = pickle.load(f, encoding="bytes")  # the official format is a pickle
+                    xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32))
+                    ys.append(np.asarray(d[b"labels"], np.int64))
+                return np.concatenate(xs), np.concatenate(ys)
+            xtr, ytr = read_py([f"data_batch_{i}" for i in range(1, 6)])
+            xte, yte = read_py(["test_batch"])
+            return dict(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, source=str(py_dir), lossy=False)
+        if (sub / "train.npz").is_file() and (sub / "test.npz").is_file():
+            out = dict(source=str(sub), lossy=(sub / "README.md").is_file()
+                       and "JPEG" in (sub / "README.md").read_text())
+            for split in ("train", "test"):
+                with np.load(sub / f"{split}.npz") as d:
+                    x, y = d["x"], d["y"]
+                if x.ndim != 4 or x.shape[1:] != (32, 32, 3):
+                    raise DataError(f"{sub / (split + '.npz')}: x has shape {x.shape}; expected (N, 32, 32, 3)")
+                out[f"x_{split}"], out[f"y_{split}"] = x.transpose(0, 3, 1, 2), y.astype(np.int64)
+            return out
+    raise DataError(f"no CIFAR-10 under {root}: expected cifar-10-batches-bin/, cifar-10-batches-py/ "
+                    f"or train.npz + test.npz")
+
+
+# ---------------------------------------------------------------------------------------------
+# the learned filter bank, in a form the convolutional extractor can use
+# ---------------------------------------------------------------------------------------------
+def make_learner(name: str, n_features: int, random_state=0, device="auto", **params):
+    """The paper's learners with settings that work on whitened 6x6x3 patches; ``params`` override."""
+    from visionnets.unsupervised.autoencoders import SparseAutoEncoder
+    from visionnets.unsupervised.rbm import RBM
+    from visionnets.unsupervised.rica import RICA
+
+    common = dict(random_state=random_state, device=device)
+    if name == "kmeans":
+        kw = dict(n_clusters=n_features, n_epochs=10, activation="triangle", **common)
+        cls = KMeans
+    elif name == "sparse_autoencoder":
+        kw = dict(n_components=n_features, sparsity=0.1, activation="sigmoid", tied=True,
+                  learning_rate=1e-3, batch_size=256, n_epochs=10, **common)
+        cls = SparseAutoEncoder
+    elif name == "rbm":
+        kw = dict(n_components=n_features, visible="gaussian", sigma=1.0, persistent=False, k=1,
+                  learning_rate=0.005, momentum=0.9, weight_decay=1e-4, sparsity_target=0.05,
+                  sparsity_cost=0.1, batch_size=256, n_epochs=10, **common)
+        cls = RBM
+    elif name == "rica":
+        kw = dict(n_components=n_features, sparsity=0.1, epsilon=1e-2, optimizer="lbfgs",
+                  max_iter=20, batch_size=20000, n_epochs=5, **common)
+        cls = RICA
+    else:
+        raise ConfigError(f"run_coates: learner={name!r}; expected one of {LEARNERS} or an estimator")
+    kw.update(params)
+    return cls(**kw)
+
+
+def filter_bank(est) -> tuple[torch.Tensor, torch.Tensor, str, dict]:
+    """``(W (K, D), b (K,), activation, extra)`` so that the learner's code is ``f(W x~ + b)``.
+
+    activation: "sigmoid" (auto-encoder, RBM), "smooth_abs" (RICA: ``sqrt(z^2 + eps)``) or
+    "triangle" (k-means: needs ``||x~||^2``, so extra holds the centers' squared norms).
+    """
+    from visionnets.unsupervised.autoencoders import AutoEncoder
+    from visionnets.unsupervised.rbm import RBM
+    from visionnets.unsupervised.rica import RICA
+
+    if isinstance(est, KMeans):
+        c = est.cluster_centers_
+        if est.spherical or est.activation != "triangle":
+            raise ConfigError("run_coates: KMeans must be standard (spherical=False) with activation='triangle'")
+        return c, torch.zeros(c.shape[0], device=c.device), "triangle", {"c2": c.pow(2).sum(1)}
+    if isinstance(est, AutoEncoder):
+        lin = est.encoder_[0]
+        return lin.weight.detach(), lin.bias.detach(), est.activation, {}
+    if isinstance(est, RBM):
+        lin = est.encoder_[0]  # already holds W / sigma
+        return lin.weight.detach(), lin.bias.detach(), "sigmoid", {}
+    if isinstance(est, RICA):
+        w = est.components_
+        return w, torch.zeros(w.shape[0], device=w.device), "smooth_abs", {"eps": est.epsilon}
+    raise ConfigError(f"run_coates: cannot extract a filter bank from {type(est).__name__}")
+
+
+def _activate(z, act, extra, q2=None):
+    if act == "sigmoid":
+        return torch.sigmoid(z)
+    if act == "relu":
+        return F.relu(z)
+    if act == "tanh":
+        return torch.tanh(z)
+    if act == "linear":
+        return z
+    if act == "smooth_abs":
+        return torch.sqrt(z * z + extra["eps"])
+    if act == "triangle":  # z holds c.x~ ; distances from ||x~||^2 - 2 c.x~ + ||c||^2
+        d = (q2[:, None] - 2 * z + extra["c2"]).clamp_min_(0).sqrt_()
+        return (d.mean(1, keepdim=True) - d).clamp_min_(0)
+    raise ConfigError(f"unknown activation {act!r}")
+
+
+@torch.no_grad()
+def extract_features(images, est, zca: ZCA, patch_size: int = 6, eps_norm: float = 10.0,
+                     batch_size: int = 32, device="auto", verbose: bool = False) -> torch.Tensor:
+    """Convolutional features with 4-quadrant sum pooling: (N, C, H, W) -> (N, 4K) float32 on the CPU.
+
+    For every stride-1 patch p (unfolded), ``p_hat = (p - mean) / sqrt(var + eps_norm)``, then
+    ``f(A p_hat + c)`` with the whitening folded into the filters (``A = W P``, ``c = b - A m``).
+    """
+    dev = resolve_device(device)
+    w, b, act, extra = filter_bank(est)
+    P = torch.as_tensor(zca.whitening_, dtype=torch.float32, device=dev)
+    m = torch.as_tensor(zca.mean_, dtype=torch.float32, device=dev)
+    A = w.to(dev, torch.float32) @ P            # (K, D); P is symmetric
+    c = b.to(dev, torch.float32) - A @ m         # (K,)
+    extra = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in extra.items()}
+    x_all = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    n, ch, H, W = x_all.shape
+    r = patch_size
+    oh, ow = H - r + 1, W - r + 1
+    hr, hc = int(np.floor(oh / 2 + 0.5)), int(np.floor(ow / 2 + 0.5))  # MATLAB round(): 27 -> 14
+    K = A.shape[0]
+    out = torch.empty(n, 4 * K)
+    for lo in progress(range(0, n, batch_size), verbose, "features", total=-(-n // batch_size)):
+        xb = x_all[lo:lo + batch_size].to(dev, torch.float32)
+        B = xb.shape[0]
+        p = F.unfold(xb, r).transpose(1, 2).reshape(B * oh * ow, ch * r * r)   # (B*L, D)
+        p = normalize_patches(p, eps_norm)
+        z = torch.addmm(c, p, A.t())                                            # (B*L, K)
+        q2 = ((p - m) @ P).pow(2).sum(1) if act == "triangle" else None
+        f = _activate(z, act, extra, q2).view(B, oh, ow, K)
+        pooled = torch.stack([f[:, :hr, :hc].sum((1, 2)), f[:, :hr, hc:].sum((1, 2)),
+                              f[:, hr:, :hc].sum((1, 2)), f[:, hr:, hc:].sum((1, 2))], 1)
+        out[lo:lo + B] = pooled.reshape(B, 4 * K).cpu()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# linear classifiers
+# ---------------------------------------------------------------------------------------------
+def squared_hinge_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One-vs-all L2-SVM loss ``sum_k max(0, 1 - t_k s_k)^2`` with t_k = +1 for the class, -1 otherwise; summed."""
+    t = -torch.ones_like(scores)
+    t.scatter_(1, y[:, None], 1.0)
+    return F.relu(1 - t * scores).pow(2).sum()
+
+
+def train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, loss: str = "l2svm", C: float = 100.0,
+                 max_iter: int = 500, device="auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimize ``0.5 ||W||^2 + C * sum_n loss_n`` (the bias unregularized) by full-batch L-BFGS.
+
+    ``loss``: "l2svm" (squared hinge, one-vs-all) or "logistic" (softmax cross-entropy).
+    Returns W (n_classes, D) and b (n_classes,).
+    """
+    if loss not in ("l2svm", "logistic"):
+        raise ConfigError(f"train_linear: loss={loss!r}; expected 'l2svm' or 'logistic'")
+    dev = resolve_device(device)
+    x, y = x.to(dev), y.to(dev)
+    n = x.shape[0]
+    W = torch.zeros(n_classes, x.shape[1], device=dev, requires_grad=True)
+    b = torch.zeros(n_classes, device=dev, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-6,
+                            tolerance_change=1e-10, line_search_fn="strong_wolfe")
+    scale = 1.0 / (C * n)  # divide the objective by C*n: same minimizer, better conditioned numbers
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        s = torch.addmm(b, x, W.t())
+        data = squared_hinge_loss(s, y) if loss == "l2svm" else F.cross_entropy(s, y, reduction="sum")
+        obj = data / n + 0.5 * scale * W.pow(2).sum()
+        obj.backward()
+        return obj
+
+    opt.step(closure)
+    return W.detach(), b.detach()
+
+
+def standardize(train: torch.Tensor, *others: torch.Tensor):
+    """``(x - mean) / sqrt(var + 0.01)`` with the training set's statistics (as the paper's code)."""
+    mu = train.mean(0)
+    sd = torch.sqrt(train.var(0) + 0.01)
+    return [(t - mu) / sd for t in (train, *others)]
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end
+# ---------------------------------------------------------------------------------------------
+def run_coates(learner, n_features: int, data: dict, *, patch_size: int = 6, n_patches: int = 400_000,
+               n_train: int | None = None, n_test: int | None = None, classifier: str = "l2svm",
+               C: float = 100.0, max_iter: int = 500, eps_norm: float = 10.0, eps_zca: float = 0.1,
+               learner_params: dict | None = None, random_state: int = 0, device="auto",
+               verbose: bool = False, filters_png: str | Path | None = None) -> dict:
+    """Run the single-layer pipeline and return accuracies, sizes and per-stage seconds.
+
+    ``learner``: one of ``LEARNERS`` (built by ``make_learner`` with ``n_features``) or an
+    unfitted estimator. ``data``: a dict as ``load_cifar10`` returns (uint8 or float images
+    (N, C, H, W) in 0..255 and labels). ``n_train``/``n_test`` take a seeded random subset of each
+    split (None: all). ``filters_png``: also save the learned (whitened-space) filters as a PNG grid.
+    """
+    if not isinstance(n_features, numbers.Integral) or n_features < 1:
+        raise ConfigError(f"run_coates: n_features={n_features!r}; expected an int >= 1")
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        if key not in data:
+            raise DataError(f"run_coates: data has no {key!r}; expected the keys load_cifar10 returns")
+    t_all = time.perf_counter()
+    sec = {}
+    rng = np.random.RandomState(random_state)
+
+    def subset(x, y, n):  # a seeded random subset: stored splits may be sorted by class
+        x, y = np.asarray(x), np.asarray(y)
+        if n is not None and n < len(x):
+            idx = np.sort(rng.permutation(len(x))[:n])
+            x, y = x[idx], y[idx]
+        return torch.as_tensor(x), torch.as_tensor(y).long()
+
+    xtr, ytr = subset(data["x_train"], data["y_train"], n_train)
+    xte, yte = subset(data["x_test"], data["y_test"], n_test)
+    n_classes = int(max(ytr.max(), yte.max())) + 1
+
+    t0 = time.perf_counter()
+    patches = normalize_patches(extract_patches(xtr, patch_size, n_patches, random_state=random_state), eps_norm)
+    zca = ZCA(eps=eps_zca).fit(patches.numpy())
+    white = zca.transform(patches)
+    sec["patches_and_whitening"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if isinstance(learner, str):
+        name = learner
+        est = make_learner(learner, n_features, random_state=random_state, device=device, **(learner_params or {}))
+    else:
+        name, est = type(learner).__name__, learner
+    est.fit(white)
+    sec["learner_fit"] = time.perf_counter() - t0
+    if filters_png is not None:
+        from visionnets.unsupervised.filters import save_filter_grid
+
+        w, _, _, _ = filter_bank(est)
+        c = xtr.shape[1]
+        save_filter_grid(w[:256].cpu(), filters_png, shape=(c, patch_size, patch_size), zoom=3)
+
+    t0 = time.perf_counter()
+    ftr = extract_features(xtr, est, zca, patch_size, eps_norm, device=device, verbose=verbose)
+    fte = extract_features(xte, est, zca, patch_size, eps_norm, device=device, verbose=verbose)
+    sec["feature_extraction"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ftr, fte = standardize(ftr, fte)
+    W, b = train_linear(ftr, ytr, n_classes, loss=classifier, C=C, max_iter=max_iter, device=device)
+    dev = W.device
+    acc = lambda f, y: float((torch.addmm(b, f.to(dev), W.t()).argmax(1).cpu() == y).float().mean() * 100)
+    sec["classifier"] = time.perf_counter() - t0
+    sec["total"] = time.perf_counter() - t_all
+    return {"learner": name, "n_features": int(n_features), "n_patches": int(n_patches),
+            "patch_size": patch_size, "n_train": int(len(xtr)), "n_test": int(len(xte)),
+            "feature_dim": int(ftr.shape[1]), "classifier": classifier, "C": C,
+            "train_accuracy": acc(ftr, ytr), "test_accuracy": acc(fte, yte),
+            "paper_test_accuracy": PAPER_ACCURACY_1600.get(name) if n_features == 1600 else None,
+            "learner_history_last": est.history_[-1] if getattr(est, "history_", None) else None,
+            "seconds": sec, "data_source": data.get("source"), "data_lossy_jpeg": data.get("lossy")}

@@ -1,0 +1,349 @@
+"""Restricted Boltzmann machines: a model whose distribution normalizes to 1.
+
+Energy of a visible/hidden configuration (W: (K, D), b_v: (D,), b_h: (K,)):
+
+    Bernoulli-Bernoulli   E(v, h) = - b_v.v - b_h.h - h.W v                     v in {0,1}^D
+    Gaussian-Bernoulli    E(v, h) = ||v - b_v||^2 / (2 s^2) - b_h.h - h.W v / s   v in R^D
+
+so that (the tutorial's "Probabilistic Model (Gaussian RBM)")
+
+    E[h | v] = sigmoid(W v / s + b_h)       E[v | h] = b_v + s W^T h   (Gaussian)
+                                            p(v=1 | h) = sigmoid(W^T h + b_v)  (Bernoulli)
+
+and the free energy ``F(v) = -log sum_h exp(-E(v, h))`` is
+
+    Bernoulli  F(v) = - b_v.v - sum_j softplus(W_j v + b_h_j)
+    Gaussian   F(v) = ||v - b_v||^2 / (2 s^2) - sum_j softplus(W_j v / s + b_h_j)
+
+Training follows the log-likelihood gradient approximated by contrastive divergence (CD-k:
+negative samples from k Gibbs steps started at the data) or persistent CD (PCD, Tieleman
+2008: the chains carry over between updates). Monitoring: reconstruction error and the
+pseudo-likelihood ``sum_i log p(v_i | v_-i)``.
+
+    >>> import numpy as np
+    >>> X = (np.random.RandomState(0).rand(200, 12) > 0.5).astype(np.float32)
+    >>> rbm = RBM(n_components=8, n_epochs=2, random_state=0, device="cpu").fit(X)
+    >>> rbm.transform(X).shape
+    (200, 8)
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visionnets.errors import ConfigError
+from visionnets.unsupervised._base import TorchTransformer
+
+
+# ---------------------------------------------------------------------------------------------
+# pure functions
+# ---------------------------------------------------------------------------------------------
+def energy(v: torch.Tensor, h: torch.Tensor, w: torch.Tensor, b_v: torch.Tensor, b_h: torch.Tensor,
+           visible: str = "bernoulli", sigma: float = 1.0) -> torch.Tensor:
+    """E(v, h) for each row: v (B, D), h (B, K), w (K, D) -> (B,)."""
+    if visible == "bernoulli":
+        return -(v @ b_v) - (h @ b_h) - ((h @ w) * v).sum(1)
+    return ((v - b_v) ** 2).sum(1) / (2 * sigma**2) - (h @ b_h) - ((h @ w) * v).sum(1) / sigma
+
+
+def free_energy(v: torch.Tensor, w: torch.Tensor, b_v: torch.Tensor, b_h: torch.Tensor,
+                visible: str = "bernoulli", sigma: float = 1.0) -> torch.Tensor:
+    """F(v) = -log sum_h exp(-E(v, h)) for each row of v (B, D) -> (B,). See the module docstring.
+
+    >>> w = torch.zeros(2, 3); F_ = free_energy(torch.ones(1, 3), w, torch.zeros(3), torch.zeros(2))
+    >>> round(float(F_), 4) == round(-2 * float(torch.log(torch.tensor(2.0))), 4)
+    True
+    """
+    if visible == "bernoulli":
+        return -(v @ b_v) - F.softplus(F.linear(v, w, b_h)).sum(1)
+    return ((v - b_v) ** 2).sum(1) / (2 * sigma**2) - F.softplus(F.linear(v / sigma, w, b_h)).sum(1)
+
+
+def hidden_probs(v, w, b_h, visible: str = "bernoulli", sigma: float = 1.0) -> torch.Tensor:
+    """E[h | v] = sigmoid(W v / s + b_h): (B, D) -> (B, K)."""
+    return torch.sigmoid(F.linear(v if visible == "bernoulli" else v / sigma, w, b_h))
+
+
+def visible_mean(h, w, b_v, visible: str = "bernoulli", sigma: float = 1.0) -> torch.Tensor:
+    """E[v | h]: sigmoid(W^T h + b_v) (Bernoulli) or b_v + s W^T h (Gaussian): (B, K) -> (B, D)."""
+    if visible == "bernoulli":
+        return torch.sigmoid(torch.addmm(b_v, h, w))
+    return torch.addmm(b_v, h, w, alpha=sigma)
+
+
+def gibbs_step(v, w, b_v, b_h, visible="bernoulli", sigma=1.0, generator=None):
+    """One block Gibbs sweep v -> h ~ p(h|v) -> v' ~ p(v|h). Returns (v', p(h|v), h)."""
+    ph = hidden_probs(v, w, b_h, visible, sigma)
+    h = torch.bernoulli(ph, generator=generator)
+    mv = visible_mean(h, w, b_v, visible, sigma)
+    if visible == "bernoulli":
+        v2 = torch.bernoulli(mv, generator=generator)
+    else:
+        v2 = mv + sigma * torch.randn(mv.shape, generator=generator, device=mv.device, dtype=mv.dtype)
+    return v2, ph, h
+
+
+def pseudo_likelihood(v: torch.Tensor, w: torch.Tensor, b_v: torch.Tensor, b_h: torch.Tensor,
+                      chunk: int = 64) -> torch.Tensor:
+    """Exact pseudo-log-likelihood ``sum_i log p(v_i | v_-i)`` of each row (Bernoulli visibles).
+
+    ``log p(v_i | v_-i) = log sigmoid(F(v with v_i flipped) - F(v))``, flipping ``v_i -> 1 - v_i``
+    (as scikit-learn's ``BernoulliRBM.score_samples``, which samples one i per row and scales by
+    D; this sums all D terms, so it is deterministic). Cost O(B D K), computed ``chunk`` rows at
+    a time. v (B, D) -> (B,).
+    """
+    out = []
+    for lo in range(0, v.shape[0], chunk):
+        vb = v[lo:lo + chunk]
+        a = F.linear(vb, w, b_h)                          # (b, K)
+        delta = 1.0 - 2.0 * vb                            # v_i' - v_i
+        fe = -(vb @ b_v) - F.softplus(a).sum(1)           # (b,)
+        a_flip = a.unsqueeze(1) + delta.unsqueeze(2) * w.t().unsqueeze(0)   # (b, D, K)
+        fe_flip = -(vb @ b_v).unsqueeze(1) - delta * b_v - F.softplus(a_flip).sum(2)  # (b, D)
+        out.append(F.logsigmoid(fe_flip - fe.unsqueeze(1)).sum(1))
+    return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# estimator
+# ---------------------------------------------------------------------------------------------
+class RBM(TorchTransformer):
+    """Restricted Boltzmann machine (Bernoulli or Gaussian visibles, Bernoulli hiddens).
+
+    Parameters
+    ----------
+    n_components : int       number of hidden units K
+    visible : str            "bernoulli" (data in [0, 1]) or "gaussian" (real data, ideally standardized)
+    sigma : float            standard deviation of Gaussian visibles (fixed)
+    k : int                  Gibbs steps per update (CD-k / PCD-k)
+    persistent : bool        persistent chains (PCD) instead of chains restarted at the data (CD)
+    learning_rate : float    step on the (per-example averaged) log-likelihood gradient
+    momentum : float         classical momentum on the updates
+    weight_decay : float     L2 penalty on W
+    sparsity_target, sparsity_cost   the "sparse RBM" of Lee et al. 2008: push the mean hidden
+                             probability toward ``sparsity_target`` (None: off)
+    batch_size, n_epochs, device, random_state, verbose   as every learner
+    monitor : bool           record reconstruction error (and pseudo-likelihood for Bernoulli
+                             visibles, on at most 1000 rows) in ``history_`` after each epoch
+
+    Fitted attributes: ``components_`` (K, D) = W, ``intercept_visible_`` (D,),
+    ``intercept_hidden_`` (K,), ``encoder_`` (nn.Sequential(Linear, Sigmoid): v -> E[h|v]),
+    ``decoder_`` (h -> E[v|h]), ``persistent_chain_``, ``history_``, ``n_iter_``.
+    """
+
+    def __init__(self, n_components: int = 256, visible: str = "bernoulli", sigma: float = 1.0,
+                 k: int = 1, persistent: bool = True, learning_rate: float = 0.1,
+                 momentum: float = 0.0, weight_decay: float = 0.0, sparsity_target: float | None = None,
+                 sparsity_cost: float = 0.0, batch_size: int = 64, n_epochs: int = 10,
+                 device: str = "auto", random_state=None, verbose: bool = False, monitor: bool = False):
+        self.n_components = n_components
+        self.visible = visible
+        self.sigma = sigma
+        self.k = k
+        self.persistent = persistent
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.monitor = monitor
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if not isinstance(self.n_components, numbers.Integral) or self.n_components < 1:
+            raise ConfigError(f"RBM: n_components={self.n_components!r}; expected an int >= 1")
+        if self.visible not in ("bernoulli", "gaussian"):
+            raise ConfigError(f"RBM: visible={self.visible!r}; expected 'bernoulli' or 'gaussian'")
+        if not isinstance(self.k, numbers.Integral) or self.k < 1:
+            raise ConfigError(f"RBM: k={self.k!r}; expected an int >= 1")
+        if self.sigma <= 0:
+            raise ConfigError(f"RBM: sigma={self.sigma!r}; expected > 0")
+        if self.sparsity_target is not None and not 0 < self.sparsity_target < 1:
+            raise ConfigError(f"RBM: sparsity_target={self.sparsity_target!r}; expected None or in (0, 1)")
+
+    def _init_state(self, n_features, generator, x) -> None:
+        K, D, dev = self.n_components, n_features, self.device_
+        self.components_ = 0.01 * torch.randn(K, D, generator=generator, device=dev)
+        self.intercept_hidden_ = torch.zeros(K, device=dev)
+        self.intercept_visible_ = torch.zeros(D, device=dev)
+        self._velocity = [torch.zeros_like(self.components_), torch.zeros_like(self.intercept_hidden_),
+                          torch.zeros_like(self.intercept_visible_)]
+        bs = min(self.batch_size, x.shape[0])
+        # PCD chains start from hidden states of zero (as scikit-learn) -> first v_neg = E[v|0]
+        self.persistent_chain_ = torch.zeros(bs, K, device=dev)
+        self._build_modules()
+
+    def _build_modules(self) -> None:
+        """``encoder_``/``decoder_`` share storage with the fitted tensors (no copy)."""
+        K, D = self.components_.shape
+        enc = nn.Linear(D, K, device=self.device_)
+        dec = nn.Linear(K, D, device=self.device_)
+        scale = 1.0 if self.visible == "bernoulli" else 1.0 / self.sigma
+        with torch.no_grad():
+            enc.weight.data = self.components_ if scale == 1.0 else self.components_ * scale
+            enc.bias.data = self.intercept_hidden_
+            dec.weight.data = self.components_.t() if scale == 1.0 else self.components_.t() * self.sigma
+            dec.bias.data = self.intercept_visible_
+        self.encoder_ = nn.Sequential(enc, nn.Sigmoid())
+        self.decoder_ = nn.Sequential(dec, nn.Sigmoid() if self.visible == "bernoulli" else nn.Identity())
+
+    def _params(self):
+        return self.components_, self.intercept_visible_, self.intercept_hidden_
+
+    @torch.no_grad()
+    def _train_batch(self, v_pos: torch.Tensor, generator: torch.Generator) -> dict:
+        w, b_v, b_h = self._params()
+        vis, s, B = self.visible, self.sigma, v_pos.shape[0]
+        # negative phase: k Gibbs sweeps from the persistent chain or from the data
+        if self.persistent:
+            if self.persistent_chain_.shape[0] < B:  # a later partial_fit with larger batches
+                grow = torch.zeros(B - self.persistent_chain_.shape[0], w.shape[0], device=w.device)
+                self.persistent_chain_ = torch.cat([self.persistent_chain_, grow])
+            chain = self.persistent_chain_[:B]   # the last, smaller batch uses the first B chains
+            v_neg = self._sample_v(torch.bernoulli(chain, generator=generator), generator)
+            for _ in range(self.k - 1):
+                v_neg, _, _ = gibbs_step(v_neg, w, b_v, b_h, vis, s, generator)
+            # the chains do not depend on the data: both phases' hiddens in one matmul
+            h_both = hidden_probs(torch.cat([v_pos, v_neg]), w, b_h, vis, s)
+            h_pos, h_neg = h_both[:B], h_both[B:]
+            self.persistent_chain_[:B] = h_neg   # probabilities; sampled at the next step
+        else:
+            h_pos = hidden_probs(v_pos, w, b_h, vis, s)
+            v_neg = v_pos
+            for _ in range(self.k):
+                v_neg, _, _ = gibbs_step(v_neg, w, b_v, b_h, vis, s, generator)
+            h_neg = hidden_probs(v_neg, w, b_h, vis, s)
+            h_both = torch.cat([h_pos, h_neg])
+        # gradient of the mean log-likelihood (CD approximation):
+        # dW = (h_pos^T v_pos - h_neg^T v_neg) / B, as one matmul over the stacked phases
+        lr, mom = self.learning_rate, self.momentum
+        v_both = torch.cat([v_pos, v_neg])
+        if vis == "gaussian":
+            v_both = v_both / s
+        signed_h = h_both.clone()
+        signed_h[B:].neg_()
+        dw = torch.mm(signed_h.t(), v_both).div_(B)
+        if self.weight_decay:
+            dw.add_(w, alpha=-self.weight_decay)
+        dbh = signed_h.sum(0).div_(B)
+        dbv = (v_pos.sum(0) - v_neg.sum(0)).div_(B if vis == "bernoulli" else B * s * s)
+        if self.sparsity_target is not None and self.sparsity_cost:
+            dbh.add_(self.sparsity_target - h_pos.mean(0), alpha=self.sparsity_cost)
+        for p, g, vel in zip((w, b_h, b_v), (dw, dbh, dbv), self._velocity):
+            if mom:
+                vel.mul_(mom).add_(g, alpha=lr)
+                p.add_(vel)
+            else:
+                p.add_(g, alpha=lr)
+        if self.visible == "gaussian" and self.sigma != 1.0:
+            self._sync_modules()
+        return {}
+
+    def _sample_v(self, h, generator):
+        w, b_v, _ = self._params()
+        mv = visible_mean(h, w, b_v, self.visible, self.sigma)
+        if self.visible == "bernoulli":
+            return torch.bernoulli(mv, generator=generator)
+        return mv + self.sigma * torch.randn(mv.shape, generator=generator, device=mv.device)
+
+    def _sync_modules(self) -> None:
+        if self.visible == "gaussian":
+            with torch.no_grad():
+                self.encoder_[0].weight.copy_(self.components_ / self.sigma)
+                self.decoder_[0].weight.copy_(self.components_.t() * self.sigma)
+
+    @torch.no_grad()
+    def _end_epoch(self, x, record) -> None:
+        if not self.monitor:
+            return
+        sub = x[:1000]
+        record["reconstruction_error"] = float(self.reconstruction_error(sub).mean())
+        if self.visible == "bernoulli":
+            w, b_v, b_h = self._params()
+            record["pseudo_likelihood"] = float(pseudo_likelihood(sub, w, b_v, b_h).mean())
+
+    def _encode(self, x):
+        w, _, b_h = self._params()
+        return hidden_probs(x, w, b_h, self.visible, self.sigma)
+
+    # ---- public -----------------------------------------------------------------------------
+    def _fitted_tensor(self, X):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "n_iter_")
+        return self._to_tensor(X, reset=False)
+
+    @torch.no_grad()
+    def free_energy(self, X):
+        """F(v) for each row of X (n_samples,)."""
+        x, was_tensor = self._fitted_tensor(X)
+        w, b_v, b_h = self._params()
+        out = self._batched(lambda t: free_energy(t, w, b_v, b_h, self.visible, self.sigma), x)
+        return out if was_tensor else out.cpu().numpy()
+
+    @torch.no_grad()
+    def reconstruction_error(self, X):
+        """``||v - E[v | E[h | v]]||^2`` for each row (n_samples,): the mean-field reconstruction."""
+        x, was_tensor = self._fitted_tensor(X)
+        w, b_v, b_h = self._params()
+
+        def rec(t):
+            mv = visible_mean(hidden_probs(t, w, b_h, self.visible, self.sigma), w, b_v, self.visible, self.sigma)
+            return (mv - t).pow(2).sum(1)
+
+        out = self._batched(rec, x)
+        return out if was_tensor else out.cpu().numpy()
+
+    @torch.no_grad()
+    def score_samples(self, X):
+        """Exact pseudo-log-likelihood ``sum_i log p(v_i | v_-i)`` of each row (Bernoulli visibles only)."""
+        if self.visible != "bernoulli":
+            raise ConfigError("RBM.score_samples: pseudo-likelihood is defined here for visible='bernoulli' only")
+        x, was_tensor = self._fitted_tensor(X)
+        w, b_v, b_h = self._params()
+        out = pseudo_likelihood(x, w, b_v, b_h)
+        return out if was_tensor else out.cpu().numpy()
+
+    def score(self, X, y=None) -> float:
+        """Mean pseudo-log-likelihood (Bernoulli) or minus mean reconstruction error (Gaussian)."""
+        if self.visible == "bernoulli":
+            return float(self.score_samples(X).mean())
+        return -float(self.reconstruction_error(X).mean())
+
+    @torch.no_grad()
+    def gibbs(self, X, n_steps: int = 1):
+        """Run ``n_steps`` block Gibbs sweeps from each row of X; returns the visible samples."""
+        x, was_tensor = self._fitted_tensor(X)
+        w, b_v, b_h = self._params()
+        for _ in range(n_steps):
+            x, _, _ = gibbs_step(x, w, b_v, b_h, self.visible, self.sigma, self._generator)
+        return x if was_tensor else x.cpu().numpy()
+
+    @torch.no_grad()
+    def sample(self, n_samples: int, n_steps: int = 1000, mean: bool = True) -> torch.Tensor:
+        """Draw ``n_samples`` fantasies: Gibbs chains of ``n_steps`` from uniform random visibles.
+
+        Returns E[v | h] of the last step when ``mean`` (smoother pictures), else the sample.
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "n_iter_")
+        w, b_v, b_h = self._params()
+        g = self._generator
+        v = torch.rand(n_samples, w.shape[1], generator=g, device=self.device_)
+        if self.visible == "gaussian":
+            v = torch.randn(n_samples, w.shape[1], generator=g, device=self.device_) * self.sigma + b_v
+        for _ in range(n_steps - 1):
+            v, _, _ = gibbs_step(v, w, b_v, b_h, self.visible, self.sigma, g)
+        h = torch.bernoulli(hidden_probs(v, w, b_h, self.visible, self.sigma), generator=g)
+        mv = visible_mean(h, w, b_v, self.visible, self.sigma)
+        return mv if mean else self._sample_v(h, g)
