@@ -91,11 +91,13 @@ def _new_run_dir(recipe: Recipe, out: str | Path | None) -> Path:
 
 def train(recipe: str | Path | dict | Recipe, overrides: list[str] | tuple[str, ...] = (),
           data_dir: str | Path | None = None, out: str | Path | None = None,
-          resume: str | Path | None = None, progress: bool = True, figures: bool = True) -> RunResult:
+          resume: str | Path | None = None, progress: bool = True, figures: bool = True,
+          callbacks: tuple = ()) -> RunResult:
     """Train from a recipe (path, bundled name, dict or Recipe), or resume a run directory.
 
     With ``resume=RUN_DIR`` the recipe saved in RUN_DIR is used (``overrides`` still apply,
     e.g. ``train.epochs=20`` to train longer) and training continues from its last checkpoint.
+    ``callbacks`` are called as ``cb(trainer, record)`` after each epoch's checkpoint.
     """
     if resume is not None:
         run_dir = Path(resume)
@@ -123,12 +125,12 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | tuple[str, 
                              batch_size=p.batch_size, device=rec.device, **p.params)
         atomic_write_text(run_dir / "pretrain.json", json.dumps(stats, indent=1))
     t = rec.train
-    callbacks = ()
+    callbacks = tuple(callbacks)
     if rec.logging == "tensorboard":
         from visionnets.viz.tensorboard import TensorBoardLogger
 
         tb = TensorBoardLogger(run_dir)
-        callbacks = (lambda trainer, record: tb.log_epoch(record["epoch"], record, trainer.model),)
+        callbacks += (lambda trainer, record: tb.log_epoch(record["epoch"], record, trainer.model),)
     trainer = Trainer(model, objective, dataset, epochs=t.epochs, batch_size=t.batch_size,
                       eval_batch_size=t.eval_batch_size, optimizer=t.optimizer, schedule=t.schedule,
                       early_stopping=t.early_stopping, grad_clip=t.grad_clip, augment=augment,
