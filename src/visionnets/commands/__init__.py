@@ -6,4 +6,7 @@ COMMANDS = {
     "train": ("visionnets.commands.train", "train from a recipe, or resume a run"),
     "eval": ("visionnets.commands.eval", "evaluate a run directory on a split"),
     "recipes": ("visionnets.commands.recipes", "list the bundled recipes, or print one"),
+    "show": ("visionnets.commands.show", "pictures of what a trained net learned (filters, top images, optimal input)"),
+    "compare": ("visionnets.commands.compare", "the tutorial's MNIST table: our nets beside boosting, k-NN, SVM"),
+    "data": ("visionnets.commands.data", "list datasets and check their files against known SHA-256 sums"),
 }
