@@ -15,7 +15,8 @@ import os
 from typing import Any
 
 from visionnets.data.augment import AUGMENTS, Augment, build_augment
-from visionnets.data.base import Dataset, Split, TensorLoader, carve_validation, subsample_split
+from visionnets.data.base import (Dataset, Split, TensorLoader, carve_validation, subsample_split,
+                                  to_unit_float)
 from visionnets.data.catalog import DATASETS
 from visionnets.data.files import KNOWN_FILES, locate, resolve_roots
 from visionnets.data.transforms import TRANSFORMS, Compose, build_transforms
@@ -31,7 +32,7 @@ __all__ = [
     "AUGMENTS", "Augment", "Compose", "DATASETS", "DEFAULT_DATASET", "Dataset", "KNOWN_FILES",
     "Split", "TRANSFORMS", "TensorLoader", "build_augment", "build_transforms",
     "carve_validation", "load_dataset", "load_natural_images", "locate", "resolve_roots",
-    "subsample_split",
+    "subsample_split", "to_unit_float",
 ]
 
 
