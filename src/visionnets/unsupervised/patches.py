@@ -152,6 +152,24 @@ def triangle_activation(d2: torch.Tensor) -> torch.Tensor:
     return (z.mean(1, keepdim=True) - z).clamp_min_(0)
 
 
+@torch.no_grad()
+def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """k-means++ seeding: each next center drawn with probability proportional to D(x)^2. x (N, D) -> (k, D)."""
+    n = x.shape[0]
+    first = torch.randint(0, n, (1,), generator=generator, device=x.device)
+    centers = [x[first]]
+    d2 = squared_distances(x, centers[0])[:, 0]
+    for _ in range(1, k):
+        total = d2.sum()
+        if total <= 0:  # fewer distinct points than centers: repeat random rows
+            idx = torch.randint(0, n, (1,), generator=generator, device=x.device)
+        else:
+            idx = torch.multinomial(d2 / total, 1, generator=generator)
+        centers.append(x[idx])
+        d2 = torch.minimum(d2, squared_distances(x, x[idx])[:, 0])
+    return torch.cat(centers).clone()
+
+
 class KMeans(TorchTransformer):
     """k-means on torch (CPU or GPU) as Coates et al.'s reference feature learner.
 
@@ -163,15 +181,16 @@ class KMeans(TorchTransformer):
     by the largest ``|c_k . x|``, center = normalized sum of ``(c_k . x) x``.
 
     ``activation``: "triangle" (``max(0, mean(z) - z_k)``), "hard" (one-hot of the nearest),
-    or "linear" (``c_k . x``). Initial centers: ``0.1 * N(0, I)`` as the paper's code
-    ("randn") or random rows of X ("sample", the default, fewer empty clusters).
+    or "linear" (``c_k . x``). Initial centers: "k-means++" (Arthur & Vassilvitskii 2007, run
+    on a random subset of ``max(1000, 10 K)`` rows; the default), random rows of X ("sample"),
+    or ``0.1 * N(0, I)`` as the paper's code ("randn").
 
     Fitted: ``cluster_centers_`` (K, D), ``counts_`` (K,), ``inertia_``, ``n_iter_``,
     ``history_``; ``encoder_`` is a module mapping x -> activation.
     """
 
     def __init__(self, n_clusters: int = 64, n_epochs: int = 10, spherical: bool = False,
-                 activation: str = "triangle", init: str = "sample", batch_size: int = 4096,
+                 activation: str = "triangle", init: str = "k-means++", batch_size: int = 4096,
                  device: str = "auto", random_state=None, verbose: bool = False):
         self.n_clusters = n_clusters
         self.n_epochs = n_epochs
@@ -189,15 +208,19 @@ class KMeans(TorchTransformer):
             raise ConfigError(f"KMeans: n_clusters={self.n_clusters!r}; expected an int >= 1")
         if self.activation not in ("triangle", "hard", "linear"):
             raise ConfigError(f"KMeans: activation={self.activation!r}; expected triangle, hard or linear")
-        if self.init not in ("sample", "randn"):
-            raise ConfigError(f"KMeans: init={self.init!r}; expected 'sample' or 'randn'")
+        if self.init not in ("k-means++", "sample", "randn"):
+            raise ConfigError(f"KMeans: init={self.init!r}; expected 'k-means++', 'sample' or 'randn'")
 
     def _init_state(self, n_features, generator, x) -> None:
         K = self.n_clusters
         if self.init == "randn" or x.shape[0] < K:
             c = 0.1 * torch.randn(K, n_features, generator=generator, device=self.device_)
-        else:
+        elif self.init == "sample":
             c = x[torch.randperm(x.shape[0], generator=generator, device=self.device_)[:K]].clone()
+        else:
+            m = min(x.shape[0], max(1000, 10 * K))
+            sub = x[torch.randperm(x.shape[0], generator=generator, device=self.device_)[:m]]
+            c = kmeans_plusplus(sub, K, generator)
         if self.spherical:
             c = c / c.norm(dim=1, keepdim=True).clamp_min(1e-8)
         self.cluster_centers_ = c

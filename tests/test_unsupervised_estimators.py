@@ -1,0 +1,222 @@
+"""The scikit-learn estimator contract of every unsupervised learner, and what each one learns."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from visionnets.errors import ConfigError, DataError
+from visionnets.unsupervised import (RBM, RICA, ZCA, AutoEncoder, DenoisingAutoEncoder, KMeans,
+                                     SparseAutoEncoder, extract_patches, normalize_patches, save_filter_grid)
+
+SMALL = dict(n_epochs=2, batch_size=16, device="cpu", random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is ~20x faster than two on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _learners():
+    return [AutoEncoder(n_components=3, **SMALL), SparseAutoEncoder(n_components=6, **SMALL),
+            DenoisingAutoEncoder(n_components=3, noise="gaussian", noise_level=0.1, **SMALL),
+            RBM(n_components=3, **SMALL), RBM(n_components=3, visible="gaussian", persistent=False, k=2, **SMALL),
+            RICA(n_components=6, max_iter=3, **SMALL), KMeans(n_clusters=3, **SMALL)]
+
+
+@pytest.fixture
+def X():
+    return np.random.RandomState(0).rand(60, 5).astype(np.float32)
+
+
+@pytest.mark.parametrize("est", _learners(), ids=lambda e: type(e).__name__)
+def test_contract_clone_params_fit_transform_pipeline(est, X):
+    params = est.get_params()
+    c = clone(est)
+    assert c.get_params() == params and not hasattr(c, "n_iter_")
+    assert est.fit(X) is est
+    assert est.get_params() == params                       # fit does not touch hyper-parameters
+    assert est.n_features_in_ == 5 and est.n_iter_ == 2
+    Z = est.transform(X)
+    assert isinstance(Z, np.ndarray) and Z.dtype == np.float32 and Z.shape[0] == 60
+    np.testing.assert_allclose(clone(est).fit_transform(X), Z, rtol=1e-5, atol=1e-6)  # seeded: reproducible
+    Zt = est.transform(torch.from_numpy(X))                 # tensors in, tensor out
+    assert isinstance(Zt, torch.Tensor)
+    np.testing.assert_allclose(Zt.numpy(), Z, rtol=1e-6, atol=1e-6)
+    est.set_params(n_epochs=1)
+    assert est.get_params()["n_epochs"] == 1
+    assert est.partial_fit(X).n_iter_ == 3                  # partial_fit continues
+    assert isinstance(est.encoder_, torch.nn.Module)
+    with pytest.raises(ValueError):
+        est.transform(X[:, :4])                             # wrong number of features
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(again.transform(X), est.transform(X), rtol=1e-6)
+    y = (X[:, 0] > 0.5).astype(int)
+    pipe = Pipeline([("learn", clone(est)), ("clf", LogisticRegression())]).fit(X, y)
+    assert pipe.score(X, y) > 0.5
+
+
+def test_partial_fit_from_scratch(X):
+    est = AutoEncoder(n_components=3, **SMALL)
+    est.partial_fit(X[:30]).partial_fit(X[30:])
+    assert est.n_iter_ == 2 and len(est.history_) == 2
+
+
+@pytest.mark.parametrize("est", [AutoEncoder(n_components=3, n_epochs=2, device="cpu", random_state=0),
+                                 RBM(n_components=3, n_epochs=2, device="cpu", random_state=0),
+                                 RICA(n_components=3, n_epochs=1, max_iter=2, device="cpu", random_state=0),
+                                 KMeans(n_clusters=3, n_epochs=2, device="cpu", random_state=0),
+                                 ZCA(eps=0.1)], ids=lambda e: type(e).__name__)
+def test_sklearn_check_estimator(est):
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(est)
+
+
+def test_bad_hyper_parameters_name_the_key(X):
+    with pytest.raises(ConfigError, match="n_components"):
+        AutoEncoder(n_components=0, device="cpu").fit(X)
+    with pytest.raises(ConfigError, match="visible"):
+        RBM(visible="poisson", device="cpu").fit(X)
+    with pytest.raises(ConfigError, match="noise"):
+        DenoisingAutoEncoder(noise="salt", device="cpu").fit(X)
+    with pytest.raises(ConfigError, match="optimizer"):
+        RICA(optimizer="sgd", device="cpu").fit(X)
+    with pytest.raises(DataError, match="shape"):
+        AutoEncoder(device="cpu").fit(torch.zeros(3, 4, 5))
+
+
+def test_autoencoder_learns_a_bottleneck():
+    """Data on a 3-D subspace of R^12: a 3-unit linear auto-encoder reconstructs it almost exactly."""
+    rs = np.random.RandomState(1)
+    X = (rs.randn(2000, 3) @ rs.randn(3, 12)).astype(np.float32)
+    ae = AutoEncoder(n_components=3, activation="linear", learning_rate=1e-2, n_epochs=30, batch_size=100,
+                     device="cpu", random_state=0).fit(X)
+    rel = -ae.score(X) / (X ** 2).sum(1).mean()
+    assert rel < 0.01
+    assert ae.history_[-1]["loss"] < ae.history_[0]["loss"]
+
+
+def test_sparse_autoencoder_code_is_sparser_than_plain():
+    rs = np.random.RandomState(2)
+    X = rs.laplace(size=(2000, 16)).astype(np.float32)
+    kw = dict(n_components=32, activation="relu", n_epochs=8, learning_rate=3e-3, device="cpu", random_state=0)
+    dense = AutoEncoder(**kw).fit(X).transform(X)
+    sparse = SparseAutoEncoder(sparsity=3.0, **kw).fit(X).transform(X)
+    assert np.abs(sparse).sum(1).mean() < 0.5 * np.abs(dense).sum(1).mean()
+    assert (sparse == 0).mean() > (dense == 0).mean()
+
+
+def test_denoising_autoencoder_denoises():
+    rs = np.random.RandomState(3)
+    X = (rs.randn(3000, 4) @ rs.randn(4, 20)).astype(np.float32)
+    dae = DenoisingAutoEncoder(n_components=8, noise="gaussian", noise_level=0.5, activation="linear",
+                               learning_rate=1e-2, n_epochs=15, device="cpu", random_state=0).fit(X)
+    noisy = X + 0.5 * rs.randn(*X.shape).astype(np.float32)
+    err_noisy = ((noisy - X) ** 2).sum(1).mean()
+    err_denoised = ((dae.reconstruct(noisy) - X) ** 2).sum(1).mean()
+    assert err_denoised < 0.5 * err_noisy
+
+
+def test_rbm_training_raises_pseudo_likelihood_and_samples():
+    rs = np.random.RandomState(4)
+    protos = (rs.rand(4, 16) > 0.5).astype(np.float32)
+    X = protos[rs.randint(0, 4, 2000)]
+    X = np.abs(X - (rs.rand(*X.shape) < 0.05)).astype(np.float32)      # 5% bit flips
+    rbm = RBM(n_components=8, learning_rate=0.1, n_epochs=10, batch_size=20, device="cpu", random_state=0,
+              monitor=True).fit(X)
+    pl = [h["pseudo_likelihood"] for h in rbm.history_]
+    assert pl[-1] > pl[0] and pl[-1] > -16 * np.log(2) * 0.5
+    assert rbm.score(X) == pytest.approx(np.mean(rbm.score_samples(X)))
+    samples = rbm.sample(200, n_steps=200).numpy()
+    # fantasies land near the prototypes: each is within 3 bits of one of them
+    dist = np.abs(samples.round()[:, None, :] - protos[None]).sum(2).min(1)
+    assert (dist <= 3).mean() > 0.8
+    assert rbm.gibbs(X[:5], n_steps=3).shape == (5, 16)
+    assert rbm.free_energy(X[:7]).shape == (7,)
+
+
+def test_gaussian_rbm_learns_and_encodes():
+    rs = np.random.RandomState(5)
+    X = (rs.randn(2000, 6) @ rs.randn(6, 10)).astype(np.float32)
+    X = (X - X.mean(0)) / X.std(0)
+    rbm = RBM(n_components=16, visible="gaussian", learning_rate=0.01, momentum=0.5, n_epochs=10,
+              batch_size=50, persistent=False, device="cpu", random_state=0).fit(X)
+    fresh = RBM(n_components=16, visible="gaussian", n_epochs=1, learning_rate=1e-9, device="cpu",
+                random_state=0).fit(X)
+    assert rbm.reconstruction_error(X).mean() < 0.8 * fresh.reconstruction_error(X).mean()
+    np.testing.assert_allclose(rbm.encoder_(torch.from_numpy(X)).detach().numpy(), rbm.transform(X), rtol=1e-5, atol=1e-6)
+
+
+def test_rica_recovers_sparse_sources():
+    """Whitened mixtures of Laplacian sources: RICA's filters align with the unmixing directions."""
+    rs = np.random.RandomState(6)
+    S = rs.laplace(size=(5000, 4))
+    A = rs.randn(4, 4)
+    X = S @ A.T
+    Xw = ZCA(eps=0.0).fit_transform(X).astype(np.float32)
+    rica = RICA(n_components=4, sparsity=0.5, max_iter=50, batch_size=5000, n_epochs=4, device="cpu",
+                random_state=0).fit(Xw)
+    Z = rica.transform(Xw)
+    corr = np.abs(np.corrcoef(Z.T, S.T)[:4, 4:])
+    assert corr.max(1).min() > 0.9
+    assert np.allclose(np.linalg.norm(rica.components_.numpy(), axis=1), 1, atol=1e-4)
+
+
+def test_zca_whitened_patches_have_identity_covariance():
+    rs = np.random.RandomState(7)
+    imgs = torch.from_numpy(rs.rand(50, 3, 16, 16).astype(np.float32)).cumsum(3)   # correlated pixels
+    p = normalize_patches(extract_patches(imgs, 5, 20000, random_state=0), eps=0.01)
+    assert p.shape == (20000, 75)
+    torch.testing.assert_close(p.mean(1), torch.zeros(20000), atol=1e-5, rtol=0)
+    zca = ZCA(eps=1e-6).fit(p.numpy())
+    W = zca.transform(p.numpy())
+    cov = np.cov(W[:, :-1].T)        # one direction has ~0 variance after mean removal: drop it
+    keep = zca.eigenvalues_ > 1e-3 * zca.eigenvalues_.max()
+    Wk = (p.numpy() - zca.mean_) @ np.linalg.eigh(np.cov(p.numpy().T))[1][:, keep]
+    assert Wk.shape[1] >= 70
+    full_cov = np.cov(W.T)
+    assert np.allclose(np.diag(full_cov)[np.argsort(np.diag(full_cov))[1:]], 1.0, atol=0.02)
+    # the whitening matrix is symmetric (ZCA, not PCA) and inverse_transform undoes it
+    assert np.allclose(zca.whitening_, zca.whitening_.T)
+    np.testing.assert_allclose(zca.inverse_transform(W), p.numpy(), atol=1e-3)
+    # with eps > 0 the covariance is S / (S + eps): identity on the strong directions
+    zca2 = ZCA(eps=0.1).fit(p.numpy())
+    cov2 = np.cov(zca2.transform(p.numpy()).T)
+    s, u = np.linalg.eigh(np.cov(p.numpy().T))
+    np.testing.assert_allclose(u.T @ cov2 @ u, np.diag(s / (s + 0.1)), atol=2e-3)
+    del cov
+
+
+def test_kmeans_finds_clusters_and_partial_fit():
+    rs = np.random.RandomState(8)
+    centers = rs.randn(5, 8) * 10
+    X = (centers[rs.randint(0, 5, 3000)] + rs.randn(3000, 8)).astype(np.float32)
+    km = KMeans(n_clusters=5, n_epochs=10, device="cpu", random_state=0).fit(X)
+    d = np.linalg.norm(km.cluster_centers_.numpy()[:, None] - centers[None], axis=2)
+    assert d.min(0).max() < 0.5                                      # found every true center
+    F = km.transform(X)
+    assert (F >= 0).all() and ((F > 0).sum(1) < 5).all()             # triangle: sparse, non-negative
+    mb = KMeans(n_clusters=5, device="cpu", random_state=0, batch_size=256)
+    for _ in range(5):
+        mb.partial_fit(X)
+    assert mb.history_[-1]["inertia"] < 3 * 8                         # ~ noise variance * D
+    sph = KMeans(n_clusters=5, spherical=True, n_epochs=5, device="cpu", random_state=0).fit(X)
+    assert np.allclose(np.linalg.norm(sph.cluster_centers_.numpy(), axis=1), 1, atol=1e-5)
+    assert km.predict(X).shape == (3000,)
+
+
+def test_filter_grid_png(tmp_path):
+    path = tmp_path / "f.png"
+    img = save_filter_grid(torch.randn(10, 3 * 6 * 6), path, shape=(3, 6, 6), zoom=2)
+    assert path.stat().st_size > 100 and img.shape == (2 * (3 * 7 + 1), 2 * (4 * 7 + 1), 3)  # 4 columns x 3 rows of 6x6 + 1 pad
+    with pytest.raises(ConfigError, match="shape"):
+        save_filter_grid(torch.randn(10, 7), path, shape=(1, 2, 2))
