@@ -217,7 +217,7 @@ def render_html(name: str, recipe_text: str | None, history: list[dict],
              f"<title>visionnets run {html.escape(name)}</title><style>{CSS}</style></head><body>",
              f"<h1>visionnets run <code>{html.escape(name)}</code></h1>", _summary(history)]
     if recipe_text is not None:
-        parts += ["<h2>Recipe</h2>", f"<details open><summary>recipe.yaml</summary>"
+        parts += ["<h2>Recipe</h2>", f"<details><summary>recipe.yaml</summary>"
                   f"<pre>{html.escape(recipe_text)}</pre></details>"]
     if history:
         parts += ["<h2>Metrics</h2>", _table(history)]
