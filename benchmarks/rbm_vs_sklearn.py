@@ -7,6 +7,8 @@ the same function (visionnets.unsupervised.pseudo_likelihood, float64) on both f
 
 scikit-learn keeps the input's dtype: it is timed on float64 input (what ``X / 255.0`` gives,
 its usual use) and on float32 input. visionnets trains in float32 whatever the input.
+Both sides run with the same number of threads (torch.set_num_threads and threadpoolctl for
+numpy's BLAS; default 1: on a shared, busy machine multi-threaded timings are noise).
 
     flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/rbm_vs_sklearn.py [--n-train 20000] [--epochs 3]
 """
@@ -59,6 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-components", type=int, default=256)
     ap.add_argument("--learning-rate", type=float, default=0.05)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "rbm_vs_sklearn.json")
     args = ap.parse_args(argv)
     from sklearn.neural_network import BernoulliRBM
@@ -84,9 +87,13 @@ def main(argv=None) -> int:
         return {"impl": "visionnets RBM (float32, torch CPU)", "seconds": sec,
                 "pseudo_likelihood_test": pl64(m.components_, m.intercept_visible_, m.intercept_hidden_, x_eval)}
 
-    ours = run_ours()
-    rows.append(run_sklearn(np.float64))
-    rows.append(run_sklearn(np.float32))
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads):
+        ours = run_ours()
+        rows.append(run_sklearn(np.float64))
+        rows.append(run_sklearn(np.float32))
     rows.append(ours)
     for r in rows:
         r["speedup_of_visionnets"] = r["seconds"] / ours["seconds"]
@@ -97,7 +104,7 @@ def main(argv=None) -> int:
               "hyper_parameters": {**hp, "epochs": args.epochs, "cd": "persistent CD-1 (both)"},
               "rows": rows, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "python": sys.version.split()[0], "machine": platform.processor() or platform.machine(),
-              "note": "single run each, same process, shared 2-core CPU"}
+              "note": "single run each, same process, shared 2-core CPU (other jobs running)"}
     write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0

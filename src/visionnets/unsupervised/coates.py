@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import numbers
-import pickle
 import time
 from pathlib import Path
 
@@ -37,49 +36,18 @@ PAPER_ACCURACY_KMEANS_4000 = 79.6
 # ---------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------
-def load_cifar10(root: str | Path) -> dict:
-    """CIFAR-10 as uint8 (N, 3, 32, 32) arrays and int64 labels, from the first layout found in ``root``.
+def load_cifar10(root: str | Path | None = None) -> dict:
+    """CIFAR-10 through ``visionnets.data`` (original ``cifar-10-batches-py`` preferred, else the
+    npz copy), as float32 (N, 3, 32, 32) images in 0..255, int64 labels, and the provenance.
 
-    Layouts, in order: the original ``cifar-10-batches-bin`` (raw bytes), the original
-    ``cifar-10-batches-py`` (the official pickles; only load files you trust), or
-    ``train.npz``/``test.npz`` with ``x`` (N, 32, 32, 3) and ``y``. The result's ``source`` names
-    what was read; a JPEG-decoded npz copy is flagged ``lossy``.
+    The result's ``lossy`` is True when the JPEG-decoded copy was read: numbers on it are close
+    to, but not the same as, numbers on the original files.
     """
-    root = Path(root)
-    for sub in (root, root / "cifar10"):
-        bin_dir = sub / "cifar-10-batches-bin"
-        if bin_dir.is_dir():
-            def read(names):
-                raw = np.concatenate([np.fromfile(bin_dir / n, np.uint8).reshape(-1, 3073) for n in names])
-                return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0].astype(np.int64)
-            xtr, ytr = read([f"data_batch_{i}.bin" for i in range(1, 6)])
-            xte, yte = read(["test_batch.bin"])
-            return dict(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, source=str(bin_dir), lossy=False)
-        py_dir = sub / "cifar-10-batches-py"
-        if py_dir.is_dir():
-            def read_py(names):
-                xs, ys = [], []
-                for n in names:
-                    with open(py_dir / n, "rb") as f:
-                        d = pickle.load(f, encoding="bytes")  # the official format is a pickle
-                    xs.append(np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32))
-                    ys.append(np.asarray(d[b"labels"], np.int64))
-                return np.concatenate(xs), np.concatenate(ys)
-            xtr, ytr = read_py([f"data_batch_{i}" for i in range(1, 6)])
-            xte, yte = read_py(["test_batch"])
-            return dict(x_train=xtr, y_train=ytr, x_test=xte, y_test=yte, source=str(py_dir), lossy=False)
-        if (sub / "train.npz").is_file() and (sub / "test.npz").is_file():
-            out = dict(source=str(sub), lossy=(sub / "README.md").is_file()
-                       and "JPEG" in (sub / "README.md").read_text())
-            for split in ("train", "test"):
-                with np.load(sub / f"{split}.npz") as d:
-                    x, y = d["x"], d["y"]
-                if x.ndim != 4 or x.shape[1:] != (32, 32, 3):
-                    raise DataError(f"{sub / (split + '.npz')}: x has shape {x.shape}; expected (N, 32, 32, 3)")
-                out[f"x_{split}"], out[f"y_{split}"] = x.transpose(0, 3, 1, 2), y.astype(np.int64)
-            return out
-    raise DataError(f"no CIFAR-10 under {root}: expected cifar-10-batches-bin/, cifar-10-batches-py/ "
-                    f"or train.npz + test.npz")
+    from visionnets.data import load_dataset
+
+    ds = load_dataset("cifar10", root, val_fraction=0.0)
+    return dict(x_train=ds.train.x * 255.0, y_train=ds.train.y, x_test=ds.test.x * 255.0, y_test=ds.test.y,
+                source=str(ds.info.get("source", ds.info)), lossy=bool(ds.info.get("lossy")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,8 +73,9 @@ def make_learner(name: str, n_features: int, random_state=0, device="auto", **pa
                   sparsity_cost=0.1, batch_size=256, n_epochs=10, **common)
         cls = RBM
     elif name == "rica":
-        kw = dict(n_components=n_features, sparsity=0.1, epsilon=1e-2, optimizer="lbfgs",
-                  max_iter=20, batch_size=20000, n_epochs=5, **common)
+        # Adam on mini-batches: L-BFGS on 1600 x 108 over large batches is too slow for 2 CPU cores
+        kw = dict(n_components=n_features, sparsity=0.1, epsilon=1e-2, optimizer="adam",
+                  learning_rate=5e-3, batch_size=1000, n_epochs=5, **common)
         cls = RICA
     else:
         raise ConfigError(f"run_coates: learner={name!r}; expected one of {LEARNERS} or an estimator")
@@ -152,9 +121,9 @@ def _activate(z, act, extra, q2=None):
         return z
     if act == "smooth_abs":
         return torch.sqrt(z * z + extra["eps"])
-    if act == "triangle":  # z holds c.x~ ; distances from ||x~||^2 - 2 c.x~ + ||c||^2
-        d = (q2[:, None] - 2 * z + extra["c2"]).clamp_min_(0).sqrt_()
-        return (d.mean(1, keepdim=True) - d).clamp_min_(0)
+    if act == "triangle":  # z holds c.x~ ; distances from ||x~||^2 - 2 c.x~ + ||c||^2, in place
+        d = z.mul_(-2).add_(q2[:, None]).add_(extra["c2"]).clamp_min_(0).sqrt_()
+        return torch.sub(d.mean(1, keepdim=True), d, out=d).clamp_min_(0)
     raise ConfigError(f"unknown activation {act!r}")
 
 

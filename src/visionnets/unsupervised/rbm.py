@@ -174,7 +174,14 @@ class RBM(TorchTransformer):
         K, D, dev = self.n_components, n_features, self.device_
         self.components_ = 0.01 * torch.randn(K, D, generator=generator, device=dev)
         self.intercept_hidden_ = torch.zeros(K, device=dev)
-        self.intercept_visible_ = torch.zeros(D, device=dev)
+        # visible biases start at the data's statistics (Hinton's practical guide):
+        # log(p / (1 - p)) of each unit's mean for Bernoulli units, the mean for Gaussian ones
+        mean = x.mean(0)
+        if self.visible == "bernoulli":
+            mean = mean.clamp(1e-3, 1 - 1e-3)
+            self.intercept_visible_ = torch.log(mean / (1 - mean))
+        else:
+            self.intercept_visible_ = mean.clone()
         self._velocity = [torch.zeros_like(self.components_), torch.zeros_like(self.intercept_hidden_),
                           torch.zeros_like(self.intercept_visible_)]
         bs = min(self.batch_size, x.shape[0])
@@ -309,8 +316,8 @@ class RBM(TorchTransformer):
         if self.visible != "bernoulli":
             raise ConfigError("RBM.score_samples: pseudo-likelihood is defined here for visible='bernoulli' only")
         x, was_tensor = self._fitted_tensor(X)
-        w, b_v, b_h = self._params()
-        out = pseudo_likelihood(x, w, b_v, b_h)
+        w, b_v, b_h = (t.double() for t in self._params())   # float64: a row's score must not
+        out = pseudo_likelihood(x.double(), w, b_v, b_h)      # depend on the batch around it
         return out if was_tensor else out.cpu().numpy()
 
     def score(self, X, y=None) -> float:
