@@ -1,0 +1,53 @@
+"""Starting (or joining) Ray, with nothing listening beyond the loopback interface by default.
+
+Ray is an optional extra (``pip install 'visionnets[distributed]'``); it is imported here only.
+A local Ray normally advertises, and binds its gRPC servers to, the machine's network address.
+For a local instance visionnets sets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray then uses the
+loopback address for the node, as it does on laptops), turns the dashboard and usage
+statistics off, and passes ``_node_ip_address="127.0.0.1"``: every Ray server of the session
+listens on 127.0.0.1 only. With ``address=...`` visionnets joins that cluster as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from visionnets.errors import ConfigError, require
+
+_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def import_ray(local: bool = True):
+    """``ray``, imported lazily (a MissingExtraError names the extra when it is not installed)."""
+    if local:
+        for key, value in _LOOPBACK_ENV.items():
+            os.environ.setdefault(key, value)
+    fresh = "ray" not in sys.modules
+    ray = require("ray", "distributed")
+    if local and not fresh and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0":
+        # ray was imported before the variable was set: its constant was read at import time
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    return ray
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None):
+    """Connect to ``address``, or start a local Ray on loopback; returns (ray, started_here).
+
+    If Ray is already initialized in this process it is used as it is (``started_here`` is
+    False and the caller must not shut it down).
+    """
+    ray = import_ray(local=address is None)
+    if ray.is_initialized():
+        return ray, False
+    if address is not None:
+        if num_cpus is not None:
+            raise ConfigError("--address: the cluster sets its own CPUs; num_cpus applies to a local Ray only")
+        ray.init(address=address, logging_level=logging.WARNING)
+        return ray, True
+    ray.init(address=None, num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+             _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
+    return ray, True

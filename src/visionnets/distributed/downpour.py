@@ -1,0 +1,401 @@
+"""Downpour SGD (Dean et al., NIPS 2012): asynchronous SGD against a sharded parameter server.
+
+The tutorial's last part: SGD is sequential, so DistBelief runs R model replicas, each on its
+own part of the data, against a parameter server split into S shards:
+
+    replica r, forever:  every n_fetch steps  theta <- PS          (fetch)
+                         g <- dL/dtheta on the next mini-batch      (FPROP, BPROP)
+                         every n_push steps   PS <- sum of the g's  (push)
+    shard k, on a push:  theta_k <- theta_k - eta * update(g_k)     (SGD with momentum, Adagrad)
+
+No replica waits for another: a gradient may be computed at parameters that are several
+updates old (its *staleness*, measured at every push and logged per epoch: mean, p50, p95,
+max). Here the shards (:mod:`~visionnets.distributed.ps`) and the replicas
+(:mod:`~visionnets.distributed.replica`) are Ray actors; this module is the driver. It hands
+each replica chunks of its own steps, counts the examples applied, and at every epoch
+boundary (n_train examples) fetches theta, evaluates it on val and test, asks the shards to
+checkpoint, and writes the record, ``checkpoints/last|best.safetensors`` and ``metrics.jsonl``
+as the single-process Trainer does.
+
+Faults. A replica that dies is replaced by a new actor for the same slot; the steps it had
+not pushed are lost (counted in ``steps_lost``) and assigned again. A shard that dies is
+restored from its last checkpoint (``RUN_DIR/ps/shard-K.safetensors``, written every
+``checkpoint_every`` updates and at every epoch boundary); the steps it applied since are
+lost and redone. Each shard keeps a ledger of the steps of each slot it has applied and
+drops duplicates, so at the end every step has been applied exactly once by every shard;
+``replica_failures``, ``shard_failures`` and ``steps_lost`` are in every record.
+
+    >>> from visionnets.distributed import train_distributed
+    >>> r = train_distributed("downpour", "digits_convnet", ["train.epochs=1"], replicas=2,
+    ...                       ps_shards=2, out="/tmp/vn-doc-downpour", progress=False)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from visionnets.api import build_for
+from visionnets.data.base import Dataset
+from visionnets.distributed.cluster import start_ray
+from visionnets.distributed.ps import PS_OPTIMIZERS, ParameterShard, staleness_stats
+from visionnets.distributed.replica import Replica, batch_sizes, slot_indices, steps_per_epoch
+from visionnets.distributed.run import EarlyStop, final_record, read_history, write_executor, write_metrics
+from visionnets.distributed.sharding import ShardLayout
+from visionnets.errors import CheckpointError, ConfigError, TrainingError, VisionnetsError
+from visionnets.recipes import Recipe
+from visionnets.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from visionnets.train.trainer import _summary, evaluate_model
+
+CHUNKS_PER_EPOCH = 8   # work is handed to each replica in about this many chunks per local epoch
+
+
+def check_options(replicas: int, ps_shards: int, n_fetch: int, n_push: int, ps_optimizer: str,
+                  checkpoint_every: int) -> None:
+    for name, value in (("replicas", replicas), ("ps_shards", ps_shards), ("n_fetch", n_fetch),
+                        ("n_push", n_push)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"downpour: {name} must be an integer >= 1, got {value!r}")
+    if ps_optimizer not in PS_OPTIMIZERS:
+        raise ConfigError(f"downpour: ps_optimizer must be one of {', '.join(PS_OPTIMIZERS)}, got {ps_optimizer!r}")
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+        raise ConfigError(f"downpour: checkpoint_every must be an integer >= 0, got {checkpoint_every!r}")
+
+
+class Downpour:
+    """The driver of one Downpour run (see the module docstring)."""
+
+    def __init__(self, rec: Recipe, dataset: Dataset, run_dir: Path, *, replicas: int = 2,
+                 ps_shards: int = 1, n_fetch: int = 1, n_push: int = 1, ps_optimizer: str = "recipe",
+                 checkpoint_every: int = 200, address: str | None = None, num_cpus: int | None = None,
+                 replica_threads: int = 1, progress: bool = True, callbacks: tuple[Callable, ...] = ()):
+        check_options(replicas, ps_shards, n_fetch, n_push, ps_optimizer, checkpoint_every)
+        self.rec, self.dataset, self.run_dir = rec, dataset, Path(run_dir)
+        self.R, self.S, self.n_fetch, self.n_push = replicas, ps_shards, n_fetch, n_push
+        self.ps_optimizer, self.checkpoint_every = ps_optimizer, checkpoint_every
+        self.address, self.num_cpus, self.threads = address, num_cpus, replica_threads
+        self.progress, self.callbacks = progress, tuple(callbacks)
+        self.model = build_for(rec, dataset)
+        bn = [n for n, m in self.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if bn:
+            raise ConfigError(f"downpour: batch normalization ({bn[0]}) keeps running statistics per "
+                              f"replica that a parameter server does not hold; use norm: none or lcn, "
+                              f"or --executor ddp")
+        self.params = list(self.model.parameters())
+        self.layout = ShardLayout.plan([p.numel() for p in self.params], ps_shards)
+        # the plan: slot r owns steps 0 .. total[r] - 1 of its own data
+        n, t = len(dataset.train), rec.train
+        self.slot_n = [len(slot_indices(n, r, replicas)) for r in range(replicas)]
+        if min(self.slot_n) == 0:
+            raise ConfigError(f"downpour: {replicas} replicas for {n} training examples; use fewer replicas")
+        self.nb = [steps_per_epoch(m, t.batch_size, replicas, t.max_steps_per_epoch) for m in self.slot_n]
+        self.sizes = [batch_sizes(m, t.batch_size, nb) for m, nb in zip(self.slot_n, self.nb)]
+        self.total = [t.epochs * nb for nb in self.nb]
+        self.epoch_examples = sum(sum(s) for s in self.sizes)   # examples in one (global) epoch
+        self.chunk = [n_push * max(1, math.ceil(nb / CHUNKS_PER_EPOCH / n_push)) for nb in self.nb]
+        self.ps_dir = self.run_dir / "ps"
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.counters = Counter(replica_failures=0, shard_failures=0, steps_lost=0, duplicate_pushes=0)
+        self.events: list[dict[str, Any]] = []
+        self.early = EarlyStop(rec, dataset.is_classification)
+        self.wall0 = 0.0
+
+    # ---------------------------------------------------------------- accounting
+    def examples_done(self, slot: int, steps: int) -> int:
+        """Examples in the first ``steps`` steps of ``slot``."""
+        epochs, rest = divmod(steps, self.nb[slot])
+        sizes = self.sizes[slot]
+        return epochs * sum(sizes) + sum(sizes[:rest])
+
+    def options(self) -> dict[str, Any]:
+        return {"replicas": self.R, "ps_shards": self.S, "n_fetch": self.n_fetch, "n_push": self.n_push,
+                "ps_optimizer": self.ps_optimizer, "checkpoint_every": self.checkpoint_every,
+                "layout_sizes": self.layout.sizes()}
+
+    def _log(self, kind: str, **info) -> None:
+        event = {"event": kind, "wall_s": round(time.perf_counter() - self.wall0, 3), **info}
+        self.events.append(event)
+        if self.progress:
+            print(f"downpour: {kind} " + " ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+
+    # ---------------------------------------------------------------- actors
+    def _new_shard(self, k: int, theta: torch.Tensor | None, restore: bool):
+        t = self.rec.train
+        return self._Shard.remote(k, theta if theta is not None else torch.zeros(self.layout.sizes()[k]),
+                                  t.optimizer.model_dump(), kind=self.ps_optimizer,
+                                  schedule=t.schedule.model_dump(), steps_per_epoch=sum(self.nb),
+                                  epochs=t.epochs, checkpoint=str(self.ps_dir / f"shard-{k}.safetensors"),
+                                  checkpoint_every=self.checkpoint_every, restore=restore)
+
+    def _new_replica(self, r: int):
+        ds = self.dataset
+        return self._Replica.remote(r, self.rec.to_dict(), self._train_ref, ds.input_shape, ds.num_classes,
+                                    self.R, self.layout.to_dict(), self.shards, self.n_fetch, self.n_push,
+                                    self.threads)
+
+    def _alive(self, handle) -> bool:
+        try:
+            self.ray.get(handle.ping.remote(), timeout=60)
+            return True
+        except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
+            return False
+
+    def _ledgers(self) -> list[dict[int, int]]:
+        return self.ray.get([s.ledger_view.remote() for s in self.shards])
+
+    # ---------------------------------------------------------------- faults
+    def _recover(self, slot: int, exc: Exception, stale: bool) -> None:
+        """A chunk of ``slot`` failed: restore dead shards from their checkpoints, replace a dead
+        replica. A failure with no dead actor is a real error, raised (unless the chunk was
+        started before a shard was restored: it then failed on that shard's rolled-back ledger)."""
+        restored = []
+        for k, s in enumerate(self.shards):
+            if not self._alive(s):
+                if not (self.ps_dir / f"shard-{k}.safetensors").is_file():
+                    raise TrainingError(f"downpour: shard {k} died before its first checkpoint "
+                                        f"(set checkpoint_every lower); cannot restore it") from None
+                self.shards[k] = self._new_shard(k, None, restore=True)
+                version = self.ray.get(self.shards[k].ping.remote())
+                self.counters["shard_failures"] += 1
+                restored.append(k)
+                self._log("shard_restored", shard=k, from_version=version)
+        replaced = not self._alive(self.replicas[slot])
+        if replaced:
+            self.replicas[slot] = self._new_replica(slot)
+            self.counters["replica_failures"] += 1
+            self._log("replica_replaced", slot=slot)
+        if restored:
+            self.generation += 1
+            for r, rep in enumerate(self.replicas):
+                if not (replaced and r == slot):
+                    rep.set_shards.remote(self.shards)
+        elif not replaced and not stale:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, VisionnetsError):
+                raise cause
+            raise TrainingError(f"downpour: replica {slot} failed and no actor died: {exc}") from None
+
+    def _rewind(self, slot: int, end: int) -> None:
+        """Continue ``slot`` from the steps every shard has applied; count the rest as lost."""
+        applied = min(led.get(slot, 0) for led in self._ledgers())
+        lost = max(max(end, self.position[slot]) - applied, 0)
+        if lost:
+            self.counters["steps_lost"] += lost
+            self._log("steps_lost", slot=slot, steps=lost, resume_step=applied)
+        self.position[slot] = applied
+
+    # ---------------------------------------------------------------- epochs
+    def _theta(self) -> torch.Tensor:
+        answers = self.ray.get([s.fetch.remote() for s in self.shards])
+        return self.layout.join([t for _, t in answers])
+
+    def _epoch_end(self, window: dict[str, float], t_window: float) -> bool:
+        ray = self.ray
+        self.epoch += 1
+        saved = ray.get([s.checkpoint.remote() for s in self.shards])
+        stats = ray.get([s.take_stats.remote() for s in self.shards])
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(self._theta(), self.params)
+        hist = Counter()
+        for st in stats:
+            hist.update({int(k): v for k, v in st["staleness"].items()})
+        self.staleness_all.update(hist)
+        self.counters["duplicate_pushes"] = sum(st["dropped"] for st in stats)
+        seconds = time.perf_counter() - t_window
+        seen = window["examples"]
+        rec: dict[str, Any] = {"epoch": self.epoch, "step": sum(self.position), "lr": stats[0]["lr"],
+                               "train_loss": window["loss_sum"] / max(seen, 1),
+                               "train_error": window["wrong"] / max(seen, 1) if self.dataset.is_classification else None,
+                               "train_seconds": seconds, "examples_per_s": seen / max(seconds, 1e-9)}
+        for split in ("val", "test"):
+            data = getattr(self.dataset, split)
+            last = self.epoch >= self.rec.train.epochs
+            if data is None or (split == "test" and not self.rec.train.eval_test_each_epoch and not last):
+                rec[f"{split}_loss"] = rec[f"{split}_error"] = None
+                continue
+            ev = evaluate_model(self.model, self.objective, data, self.dataset.is_classification,
+                                self.rec.train.eval_batch_size, "cpu")
+            rec[f"{split}_loss"], rec[f"{split}_error"] = ev["loss"], ev.get("error")
+        rec["seconds"] = time.perf_counter() - t_window
+        rec["examples_seen"] = sum(self.examples_done(r, p) for r, p in enumerate(self.position))
+        rec["wall_s"] = self.wall_before + time.perf_counter() - self.wall0
+        rec["updates"] = [st["version"] for st in stats]
+        rec.update(staleness_stats(hist))
+        rec.update({f"total_{k}": v for k, v in staleness_stats(self.staleness_all).items()})
+        rec.update(self.counters)
+        improved, stop = self.early.update(rec)
+        self.history.append(rec)
+        state = {"epoch": self.epoch, "step": rec["step"], "seed": self.rec.seed, "executor": "downpour",
+                 "positions": [min(s["ledger"].get(r, 0) for s in saved) for r in range(self.R)],
+                 "wall_s": rec["wall_s"], "staleness_all": {str(k): v for k, v in self.staleness_all.items()},
+                 "counters": dict(self.counters), **self.early.state()}
+        write_metrics(self.run_dir, self.history)
+        save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.model, None, state)
+        if improved:
+            save_checkpoint(self.run_dir / "checkpoints" / "best.safetensors", self.model, None, state)
+        for cb in self.callbacks:
+            cb(self, rec)
+        if self.progress:
+            stale = rec["staleness_mean"]
+            extra = f" | staleness {stale:.2f} (p95 {rec['staleness_p95']:.1f})" if stale is not None else ""
+            print(_summary(rec) + extra, flush=True)
+        return stop
+
+    # ---------------------------------------------------------------- the run
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        from visionnets.objectives import build_objective
+
+        self.objective = build_objective(self.rec.objective.model_dump())
+        self.ray, self._started = start_ray(self.address, self.num_cpus)
+        ray = self.ray
+        self.wall0 = time.perf_counter()
+        self.wall_before = 0.0
+        self.staleness_all: Counter = Counter()
+        self.position = [0] * self.R
+        self.generation = 0
+        if resume:
+            self._resume_state()
+        write_executor(self.run_dir, "downpour", self.options())
+        self._Shard = ray.remote(num_cpus=0)(ParameterShard)
+        self._Replica = ray.remote(num_cpus=1)(Replica)
+        try:
+            theta0 = torch.nn.utils.parameters_to_vector(self.params).detach()
+            parts = self.layout.split(theta0)
+            self.shards = [self._new_shard(k, None if resume else parts[k], restore=resume)
+                           for k in range(self.S)]
+            if resume:
+                ledgers = self._ledgers()
+                self.position = [min(l.get(r, 0) for l in ledgers) for r in range(self.R)]
+            x, y = self.dataset.train.x, self.dataset.train.y
+            self._train_ref = ray.put((x.numpy(), y.numpy()))
+            self.replicas = [self._new_replica(r) for r in range(self.R)]
+            self._loop()
+        finally:
+            for h in getattr(self, "replicas", []) + getattr(self, "shards", []):
+                ray.kill(h)
+            if self._started:
+                ray.shutdown()
+        if (self.run_dir / "checkpoints" / "best.safetensors").is_file():
+            load_checkpoint(self.run_dir / "checkpoints" / "best.safetensors", self.model)
+        return final_record(self.history, self.early.best_epoch)
+
+    def _resume_state(self) -> None:
+        last = self.run_dir / "checkpoints" / "last.safetensors"
+        _, meta = read_checkpoint(last)
+        state = meta["state"]
+        if state.get("executor") != "downpour":
+            raise CheckpointError(f"{last}: not written by the downpour executor")
+        if len(state["positions"]) != self.R:
+            raise ConfigError(f"{self.run_dir}: the run has {len(state['positions'])} replicas (each reads "
+                              f"its own part of the data); resume it with --replicas {len(state['positions'])}")
+        files = sorted(self.ps_dir.glob("shard-*.safetensors"))
+        if len(files) != self.S:
+            raise ConfigError(f"{self.ps_dir}: holds {len(files)} shard checkpoints; resume with --ps-shards {len(files)}")
+        self.epoch = state["epoch"]
+        self.history = read_history(self.run_dir, self.epoch)
+        self.early = EarlyStop(self.rec, self.dataset.is_classification, state)
+        self.wall_before = state["wall_s"]
+        self.staleness_all = Counter({int(k): v for k, v in state["staleness_all"].items()})
+        self.counters.update({k: v for k, v in state["counters"].items() if k != "duplicate_pushes"})
+
+    def _submit(self, slot: int, inflight: dict) -> None:
+        first = self.position[slot]
+        if first >= self.total[slot]:
+            return
+        nb, chunk = self.nb[slot], self.chunk[slot]
+        e_start = first // nb * nb      # chunks end at the replica's epoch ends (and every `chunk` steps)
+        end = min(e_start + ((first - e_start) // chunk + 1) * chunk, e_start + nb)
+        inflight[self.replicas[slot].run.remote(first, end)] = (slot, first, end, self.generation)
+
+    def _loop(self) -> None:
+        ray = self.ray
+        bar = None
+        total_examples = sum(self.examples_done(r, t) for r, t in enumerate(self.total))
+        done_examples = lambda: sum(self.examples_done(r, p) for r, p in enumerate(self.position))
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total_examples, initial=done_examples(), unit="ex", leave=False,
+                       dynamic_ncols=True, desc=f"downpour R={self.R} S={self.S}")
+        inflight: dict = {}
+        for r in range(self.R):
+            self._submit(r, inflight)
+        window = Counter(examples=0, loss_sum=0.0, wrong=0)
+        t_window = time.perf_counter()
+        stop = False
+        try:
+            while inflight and not stop:
+                ready, _ = ray.wait(list(inflight), num_returns=1)
+                slot, first, end, generation = inflight.pop(ready[0])
+                before = done_examples()
+                stale, restores = generation != self.generation, self.generation
+                try:
+                    report = ray.get(ready[0])
+                except ray.exceptions.RayError as exc:
+                    report = None
+                    self._recover(slot, exc, stale)
+                if report is not None:
+                    window.update({"examples": report["examples"], "loss_sum": report["loss_sum"],
+                                   "wrong": report["wrong"]})
+                if report is None or stale:
+                    self._rewind(slot, end)
+                else:
+                    self.position[slot] = end
+                if self.generation != restores:   # a shard was just restored: idle slots redo too
+                    busy = {v[0] for v in inflight.values()}
+                    for r in range(self.R):
+                        if r != slot and r not in busy:
+                            self._rewind(r, self.position[r])
+                            self._submit(r, inflight)
+                self._submit(slot, inflight)
+                if bar is not None:
+                    bar.update(done_examples() - before)
+                    if report is not None:
+                        bar.set_postfix({"loss": f"{report['loss_sum'] / max(report['examples'], 1):.4f}",
+                                         "epoch": self.epoch + 1}, refresh=False)
+                while not stop and done_examples() >= (self.epoch + 1) * self.epoch_examples:
+                    stop = self._epoch_end(window, t_window)
+                    window = Counter(examples=0, loss_sum=0.0, wrong=0)
+                    t_window = time.perf_counter()
+            if not stop and self.epoch < self.rec.train.epochs:
+                raise TrainingError(f"downpour: work ran out at epoch {self.epoch} of {self.rec.train.epochs}")
+        finally:
+            if bar is not None:
+                bar.close()
+        if not stop:
+            ledgers = self._ledgers()
+            for k, led in enumerate(ledgers):
+                applied = [led.get(r, 0) for r in range(self.R)]
+                if applied != self.total:
+                    raise TrainingError(f"downpour: shard {k} applied {applied} steps per replica, "
+                                        f"expected {self.total}")
+
+
+def train_downpour(rec: Recipe, dataset: Dataset, run_dir: Path, *, resume: bool = False,
+                   progress: bool = True, callbacks: tuple = (), **options) -> tuple[dict, Downpour]:
+    """Run Downpour SGD for ``rec`` into ``run_dir``; returns (final record, driver)."""
+    driver = Downpour(rec, dataset, run_dir, progress=progress, callbacks=callbacks, **options)
+    final = driver.fit(resume=resume)
+    return final, driver
+
+
+def run_downpour(recipe, overrides, data_dir, out, resume, progress, figures, callbacks, **options):
+    """``train_distributed('downpour', ...)``: prepare the run directory, fit, write figures."""
+    from visionnets.distributed.run import finish, prepare, pretrain_if_asked, tensorboard_callback
+
+    rec, dataset, run_dir, saved = prepare("downpour", recipe, overrides, data_dir, out, resume)
+    options = {**saved.get("options", {}), **options}
+    options.pop("layout_sizes", None)
+    driver = Downpour(rec, dataset, run_dir, progress=progress,
+                      callbacks=tuple(callbacks) + tensorboard_callback(rec, run_dir), **options)
+    if resume is None:
+        pretrain_if_asked(rec, driver.model, dataset.train.x, run_dir)
+    final = driver.fit(resume=resume is not None)
+    return finish(run_dir, driver.model, dataset, rec, driver.history, final, figures)
