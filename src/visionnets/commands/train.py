@@ -1,4 +1,10 @@
-"""Train a model from a recipe (a file or a bundled name), or resume a run directory."""
+"""Train a model from a recipe (a file or a bundled name), or resume a run directory.
+
+``--executor`` picks where the steps run: ``local`` (one process, the default), ``downpour``
+(asynchronous Downpour SGD on Ray: ``--replicas R --ps-shards S --n-fetch N --n-push N
+[--address ADDR]``) or ``ddp`` (synchronous data parallel with torch.distributed:
+``--workers W``). Every executor writes the same run directory.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="write the run exactly into this directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    g = p.add_argument_group("distributed training")
+    g.add_argument("--executor", choices=["local", "downpour", "ddp"], default="local",
+                   help="local (default): one process; downpour: asynchronous SGD with a sharded "
+                        "parameter server on Ray; ddp: synchronous data parallel (torch.distributed)")
+    g.add_argument("--replicas", type=int, metavar="R", help="downpour: model replicas (default 2)")
+    g.add_argument("--ps-shards", type=int, metavar="S", help="downpour: parameter-server shards (default 1)")
+    g.add_argument("--n-fetch", type=int, metavar="N", help="downpour: fetch parameters every N steps (default 1)")
+    g.add_argument("--n-push", type=int, metavar="N", help="downpour: push gradients every N steps (default 1)")
+    g.add_argument("--ps-optimizer", choices=["recipe", "adagrad"],
+                   help="downpour: the shards' optimizer: the recipe's (default) or Adagrad, as in DistBelief")
+    g.add_argument("--address", metavar="ADDR",
+                   help="downpour: join this Ray cluster (default: a local Ray listening on 127.0.0.1 only)")
+    g.add_argument("--workers", type=int, metavar="W", help="ddp: worker processes (default 2)")
+
+_DISTRIBUTED = {"replicas": "downpour", "ps_shards": "downpour", "n_fetch": "downpour", "n_push": "downpour",
+                "ps_optimizer": "downpour", "address": "downpour", "workers": "ddp"}
 
 
 def report(result) -> None:
@@ -42,7 +64,23 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("train: give either a RECIPE or --resume RUN_DIR (the run holds its recipe), not both")
     if args.resume is not None and args.out is not None:
         raise ConfigError("train: --out cannot be combined with --resume (the run is continued in place)")
-    result = api.train(args.recipe, args.overrides, data_dir=args.data_dir, out=args.out,
-                       resume=args.resume, progress=not args.no_progress)
+    executor = getattr(args, "executor", "local")
+    opts = {}
+    for key, owner in _DISTRIBUTED.items():
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if owner != executor:
+            raise ConfigError(f"train: --{key.replace('_', '-')} applies to --executor {owner}, "
+                              f"not {executor}")
+        opts[key] = value
+    if executor == "local":
+        result = api.train(args.recipe, args.overrides, data_dir=args.data_dir, out=args.out,
+                           resume=args.resume, progress=not args.no_progress)
+    else:
+        from visionnets.distributed import train_distributed
+
+        result = train_distributed(executor, args.recipe, args.overrides, data_dir=args.data_dir,
+                                   out=args.out, resume=args.resume, progress=not args.no_progress, **opts)
     report(result)
     return 0
