@@ -1,0 +1,137 @@
+"""The tutorial's MNIST table on full MNIST, every row measured here.
+
+    flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/compare_mnist.py [--data-dir DIR]
+        [--runs RUN_DIR ...] [--resume] [--methods NAME ...]
+
+Trains every scikit-learn baseline on the 60,000 training images, tests on the 10,000 test
+images, measures our nets from finished run directories (``--runs``; they are not retrained
+here), and writes benchmarks/results/compare_mnist.json and compare_mnist.png. The JSON is
+rewritten after each row, and ``--resume`` keeps the rows already there (so a later run can
+add the nets without retraining the baselines). Timings are wall-clock on this machine; a
+fixed reference workload (a float32 matrix product) is timed in the same process at the start
+and the end so the times can be read as ratios (``train_ratio`` = training time / reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from visionnets.baselines import BASELINES
+from visionnets.baselines.compare import (Row, load_arrays, properties, render_properties, render_table,
+                                          report, row_from_run, run_baseline, subsample_rows)
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+STEM = "compare_mnist"
+
+# Per-method settings for full MNIST on 2 shared cores (each documented in docs/compare.md):
+# the factories' defaults, except where the time budget of this benchmark asks for less.
+OPTIONS = {                         # cheapest first
+    "linear": {},
+    "knn": {"k": 3},
+    "rbm_logistic": {},
+    "boosted_stumps": {"n_estimators": 200},
+    "boosted_trees": {"max_iter": 100},
+    "svm_rbf": {},
+}
+MAX_TRAIN: dict[str, int] = {}      # a method -> cap on its training images (none: all 60,000)
+
+
+def reference_seconds(repeats: int = 5) -> float:
+    """Best of ``repeats`` timings of a fixed workload: a 1024x1024 float32 matrix product, 10 times."""
+    a = np.random.default_rng(0).random((1024, 1024), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            a @ a
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _default_data_dir() -> str | None:
+    env = os.environ.get("VISIONNETS_DATA")
+    if env:
+        return env
+    shared = HERE.parent.parent / "shared" / "data"
+    return str(shared) if shared.is_dir() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--data-dir", default=_default_data_dir())
+    p.add_argument("--methods", nargs="+", default=list(OPTIONS), choices=BASELINES.names())
+    p.add_argument("--runs", nargs="+", default=[], help="finished MNIST run directories of our nets")
+    p.add_argument("--resume", action="store_true", help="keep the rows already in the JSON")
+    p.add_argument("--threads", type=int, default=None, help="cap BLAS/OpenMP threads (default: all)")
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "digits"],
+                   help="digits: a smoke test of this script in seconds")
+    args = p.parse_args(argv)
+
+    out = Path(args.out)
+    stem = STEM if args.dataset == "mnist" else f"compare_{args.dataset}"
+    path = out / f"{stem}.json"
+    rows: list[Row] = []
+    ref = [reference_seconds()]
+    if args.resume and path.is_file():
+        old = json.loads(path.read_text())
+        names = {f.name for f in fields(Row)}
+        rows = [Row(**{k: v for k, v in r.items() if k in names}) for r in old["rows"]]
+        ref = old.get("reference_seconds", []) + ref
+    done = {r.method for r in rows}
+
+    def save() -> str:
+        meta = {"dataset": args.dataset, "benchmark": "benchmarks/compare_mnist.py",
+                "reference": "10 float32 1024x1024 matrix products (best of 5), seconds",
+                "reference_seconds": ref, "threads": args.threads,
+                "options": OPTIONS, "max_train": MAX_TRAIN}
+        for r in rows:
+            if r.train_seconds is not None:
+                r.extra["train_ratio"] = r.train_seconds / min(ref)
+        return report(rows, out, stem=stem, meta=meta)
+
+    from threadpoolctl import threadpool_limits
+
+    _, train, test = load_arrays(args.dataset, args.data_dir)
+    for name in args.methods:
+        if name in done:
+            print(f"{name}: kept from {path}", file=sys.stderr)
+            continue
+        X, y = subsample_rows(*train, MAX_TRAIN.get(name), seed=0)
+        note = f"trained on {len(X):,} of {len(train[0]):,} training images" if len(X) < len(train[0]) else ""
+        print(f"{name}: training on {len(X):,} images with {OPTIONS[name]}", file=sys.stderr, flush=True)
+        with threadpool_limits(args.threads):
+            row = run_baseline(name, (X, y), test, OPTIONS[name], note=note)
+        row.extra["threads"] = args.threads
+        if args.dataset != "mnist":
+            row.tutorial_error = None            # the tutorial's numbers are for MNIST
+        rows.append(row)
+        print(f"{name}: error {row.error:.2f}% train {row.train_seconds:.1f}s "
+              f"test {1000 * row.test_seconds_per_1000:.1f} ms/1000", file=sys.stderr, flush=True)
+        save()
+    for run_dir in args.runs:
+        row = row_from_run(run_dir, args.dataset, args.data_dir)
+        rows = [r for r in rows if r.method != row.method] + [row]
+        print(f"{row.method}: error {row.error:.2f}% (from {run_dir})", file=sys.stderr, flush=True)
+        save()
+    ref.append(reference_seconds())
+    save()
+    print(render_table(rows))
+    print()
+    print(render_properties(properties(rows)))
+    print(f"\nreference workload: {min(ref):.3f} s (runs: {', '.join(f'{s:.3f}' for s in ref)})")
+    print(f"wrote {path} and {out / (stem + '.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
