@@ -190,7 +190,8 @@ class Trainer:
             torch.manual_seed(self.seed * 1_000_003 + self.epoch)  # dropout etc.: exact on resume
             n_batches = len(self.train_loader) if self.max_steps is None else min(len(self.train_loader), self.max_steps)
             bar = bar_cls(total=n_batches, desc=f"epoch {self.epoch + 1}/{self.epochs}",
-                          unit="batch", leave=False, dynamic_ncols=True) if bar_cls else None
+                          unit="batch", leave=False, dynamic_ncols=True,
+                          disable=None) if bar_cls else None  # no bar when not on a terminal
             t0 = time.perf_counter()
             try:
                 record = {"epoch": self.epoch + 1, **self._train_epoch(bar)}
