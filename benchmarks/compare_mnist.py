@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from visionnets.baselines import BASELINES
-from visionnets.baselines.compare import (Row, load_arrays, properties, render_properties, render_table,
+from visionnets.baselines.compare import (TUTORIAL_NETS, Row, load_arrays, properties, render_properties, render_table,
                                           report, row_from_run, run_baseline, subsample_rows)
 
 HERE = Path(__file__).resolve().parent
@@ -57,6 +57,34 @@ def reference_seconds(repeats: int = 5) -> float:
     return best
 
 
+def finished_runs(root: Path) -> list[Path]:
+    """The newest finished run directory under ``root`` of each recipe in TUTORIAL_NETS.
+
+    A run is finished when its metrics.jsonl reaches the recipe's ``train.epochs`` (or it stopped
+    early: best_epoch recorded with patience exhausted) and its last checkpoint exists.
+    """
+    import yaml
+
+    newest: dict[str, tuple[float, Path]] = {}
+    for recipe_path in root.glob("*/recipe.yaml"):
+        run = recipe_path.parent
+        rec = yaml.safe_load(recipe_path.read_text()) or {}
+        name = rec.get("name")
+        metrics = run / "metrics.jsonl"
+        if name not in TUTORIAL_NETS or not metrics.is_file():
+            continue
+        lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        epochs = (rec.get("train") or {}).get("epochs")
+        patience = ((rec.get("train") or {}).get("early_stopping") or {}).get("patience")
+        stopped = bool(lines) and patience is not None and lines[-1].get("bad_epochs", 0) >= patience
+        done = bool(lines) and (lines[-1].get("epoch") == epochs or stopped)
+        if done and (run / "checkpoints" / "last.safetensors").is_file():
+            mtime = metrics.stat().st_mtime
+            if name not in newest or mtime > newest[name][0]:
+                newest[name] = (mtime, run)
+    return [run for _, run in sorted(newest.values())]
+
+
 def _default_data_dir() -> str | None:
     env = os.environ.get("VISIONNETS_DATA")
     if env:
@@ -70,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=_default_data_dir())
     p.add_argument("--methods", nargs="+", default=list(OPTIONS), choices=BASELINES.names())
     p.add_argument("--runs", nargs="+", default=[], help="finished MNIST run directories of our nets")
+    p.add_argument("--find-runs", metavar="DIR", default=None,
+                   help="also measure the newest finished run of each tutorial recipe under DIR "
+                        "(e.g. runs/bench, where benchmarks/mnist_supervised.py writes them)")
     p.add_argument("--resume", action="store_true", help="keep the rows already in the JSON")
     p.add_argument("--threads", type=int, default=None, help="cap BLAS/OpenMP threads (default: all)")
     p.add_argument("--out", default=str(RESULTS))
@@ -118,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: error {row.error:.2f}% train {row.train_seconds:.1f}s "
               f"test {1000 * row.test_seconds_per_1000:.1f} ms/1000", file=sys.stderr, flush=True)
         save()
-    for run_dir in args.runs:
+    run_dirs = [Path(r) for r in args.runs]
+    if args.find_runs:
+        run_dirs += [r for r in finished_runs(Path(args.find_runs)) if r not in run_dirs]
+    for run_dir in run_dirs:
         row = row_from_run(run_dir, args.dataset, args.data_dir)
         rows = [r for r in rows if r.method != row.method] + [row]
         print(f"{row.method}: error {row.error:.2f}% (from {run_dir})", file=sys.stderr, flush=True)

@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 from threadpoolctl import threadpool_limits
 
-from visionnets.baselines.compare import (NOT_MEASURED, PROPERTIES, TABLE_COLUMNS, compare,
+from visionnets.baselines.compare import (NOT_MEASURED, PROPERTIES, TABLE_COLUMNS, Row, compare,
                                           parse_options, properties, render_properties,
                                           render_table, report, row_from_run)
 from visionnets.data.base import Dataset, Split
@@ -177,3 +177,19 @@ def test_cli_reports_unknown_method(tmp_path, capsys):
         pytest.skip("the compare sub-command is not registered in visionnets.commands yet")
     assert main(["compare", "digits", "--methods", "nope", "--out", str(tmp_path)]) == 2
     assert "error: unknown baseline 'nope'" in capsys.readouterr().err
+
+
+def test_deep_net_column_reads_the_pretraining_gain(all_rows):
+    def net(name, error, pretrained):
+        return Row(method=name, label=name, kind="net", tutorial_name=None, tutorial_error=None,
+                   error=error, train_seconds=10.0, test_seconds_per_1000=0.01, n_parameters=1,
+                   n_train=1, n_test=1, source="test", extra={"pretrained": pretrained})
+
+    rows = list(all_rows) + [net("m_random", 1.5, False), net("m_pretrained", 1.2, True)]
+    props = properties(rows)
+    assert list(props)[0] == "Deep nets"
+    cell = props["Deep nets"]["Leverage unlab. data"]
+    assert cell.startswith("helps: +0.30 points") and "m: 1.50% from random init, 1.20% pre-trained" in cell
+    assert props["Deep nets"]["Fast training"] == "10 s to train [measured]"
+    alone = properties(list(all_rows) + [net("m_pretrained", 1.2, True)])
+    assert alone["Deep nets"]["Leverage unlab. data"] == NOT_MEASURED
