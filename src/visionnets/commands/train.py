@@ -35,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="downpour: join this Ray cluster (default: a local Ray listening on 127.0.0.1 only)")
     g.add_argument("--workers", type=int, metavar="W", help="ddp: worker processes (default 2)")
 
+
+# the options of each executor: given to another, they are an error
 _DISTRIBUTED = {"replicas": "downpour", "ps_shards": "downpour", "n_fetch": "downpour", "n_push": "downpour",
                 "ps_optimizer": "downpour", "address": "downpour", "workers": "ddp"}
 

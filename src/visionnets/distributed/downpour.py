@@ -369,8 +369,8 @@ class Downpour:
         finally:
             if bar is not None:
                 bar.close()
-        if not stop:
-            ledgers = self._ledgers()
+        if not stop:   # the accounting: every planned step applied exactly once by every shard
+            ledgers = self.final_ledgers = self._ledgers()
             for k, led in enumerate(ledgers):
                 applied = [led.get(r, 0) for r in range(self.R)]
                 if applied != self.total:

@@ -66,7 +66,7 @@ def staleness_stats(counts: dict[int, int] | Counter) -> dict[str, float | None]
     """Mean, median, 95th percentile and max of a histogram {staleness: count}.
 
     >>> staleness_stats({0: 5, 1: 4, 7: 1})
-    {'staleness_mean': 1.1, 'staleness_p50': 0.5, 'staleness_p95': 4.0, 'staleness_max': 7}
+    {'staleness_mean': 1.1, 'staleness_p50': 0.5, 'staleness_p95': 4.3, 'staleness_max': 7}
     """
     items = sorted((int(k), int(v)) for k, v in counts.items() if v > 0)
     n = sum(v for _, v in items)

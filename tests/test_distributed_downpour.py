@@ -1,0 +1,133 @@
+"""Downpour SGD on a local Ray (2 CPUs): plain-SGD equivalence, replica and shard faults, resume."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from visionnets import api
+from visionnets.distributed import train_distributed
+from visionnets.train.checkpoint import read_checkpoint
+
+
+def _need_ray():
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        reason = "ray is not installed (pip install 'visionnets[distributed]')"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI=true: the distributed extra must be installed")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    _need_ray()
+    from visionnets.distributed.cluster import start_ray
+
+    ray, started = start_ray(num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+# a tiny convnet on the bundled digits; no dropout or augmentation (exact comparisons)
+TINY = ["model.stages=[{channels: 4, kernel: 3, padding: same}]", "model.hidden=[16]", "model.dropout=0",
+        "data.augment=[]", "train.batch_size=50", "train.schedule.warmup_epochs=0"]
+
+
+def _weights(run_dir, which="last"):
+    tensors, meta = read_checkpoint(run_dir / "checkpoints" / f"{which}.safetensors")
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}, meta["state"]
+
+
+def _capture(store):
+    def cb(driver, record):
+        store["driver"] = driver
+    return cb
+
+
+def test_one_replica_fetching_and_pushing_every_step_is_plain_sgd(ray_session, tmp_path):
+    recipe = TINY + ["train.epochs=2", "train.optimizer.momentum=0.9", "train.optimizer.nesterov=false"]
+    plain = api.train("digits_convnet", recipe, out=tmp_path / "plain", progress=False, figures=False)
+    down = train_distributed("downpour", "digits_convnet", recipe, out=tmp_path / "down", replicas=1,
+                             ps_shards=2, n_fetch=1, n_push=1, progress=False, figures=False)
+    a, _ = _weights(plain.run_dir)
+    b, state = _weights(down.run_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6, msg=k)
+    assert state["executor"] == "downpour"
+    for ra, rb in zip(plain.history, down.history):
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], abs=1e-6)
+        assert rb["staleness_max"] == 0          # one replica, fetch before every step
+    # mid-run evaluations see whatever the replica has pushed by then; the last one is exact
+    assert down.history[-1]["test_error"] == plain.history[-1]["test_error"]
+    # the run directory is a normal one
+    assert api.evaluate(api.load_run(down.run_dir), "test")["error"] == down.final["test_error"]
+
+
+@pytest.fixture(scope="module")
+def faulty_run(ray_session, tmp_path_factory):
+    """One run (2 replicas, 2 shards, 3 epochs) in which replica 1 is killed after epoch 1 and
+    shard 0 after epoch 2 (each while the replicas are mid-chunk)."""
+    seen = {"events": []}
+
+    def kill(driver, record):
+        seen["driver"] = driver
+        if record["epoch"] == 1:
+            seen["victim"] = driver.replicas[1]
+            ray_session.kill(driver.replicas[1])
+        if record["epoch"] == 2:
+            seen["version"] = record["updates"][0]   # shard 0 checkpointed at this boundary
+            ray_session.kill(driver.shards[0])
+
+    out = tmp_path_factory.mktemp("faults") / "run"
+    r = train_distributed("downpour", "digits_convnet", TINY + ["train.epochs=3"], out=out, replicas=2,
+                          ps_shards=2, n_push=2, checkpoint_every=0, progress=False, figures=False,
+                          callbacks=(kill,))
+    return r, seen
+
+
+def test_replica_killed_mid_run_is_replaced_and_every_step_is_applied_once(faulty_run):
+    r, seen = faulty_run
+    driver, last = seen["driver"], r.history[-1]
+    assert [h["replica_failures"] for h in r.history] == [0, 1, 1]
+    assert driver.replicas[1] is not seen["victim"]
+    assert [e["event"] for e in driver.events].count("replica_replaced") == 1
+    # every planned step applied exactly once by each shard, and all the examples seen
+    assert driver.final_ledgers == [dict(enumerate(driver.total))] * 2
+    assert last["step"] == sum(driver.total)
+    assert last["examples_seen"] == 3 * len(r.dataset.train)
+    assert last["steps_lost"] >= 0 and last["duplicate_pushes"] >= 0
+    assert last["test_error"] < 0.5                 # still learns (chance: 0.9)
+    rows = [json.loads(l) for l in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+
+
+def test_shard_killed_is_restored_from_its_checkpoint(faulty_run):
+    r, seen = faulty_run
+    driver = seen["driver"]
+    assert [h["shard_failures"] for h in r.history] == [0, 0, 1]
+    restored = [e for e in driver.events if e["event"] == "shard_restored"]
+    assert len(restored) == 1 and restored[0]["shard"] == 0
+    assert 0 < restored[0]["from_version"] <= seen["version"]      # the epoch-2 checkpoint
+    assert (r.run_dir / "ps" / "shard-0.safetensors").is_file()
+    # the steps the restored shard had lost were pushed to it again, and to it alone
+    assert driver.final_ledgers == [dict(enumerate(driver.total))] * 2
+    assert r.history[-1]["duplicate_pushes"] > 0
+
+
+def test_resume_continues_a_downpour_run(ray_session, tmp_path):
+    def stop(driver, record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_distributed("downpour", "digits_convnet", TINY + ["train.epochs=2"], out=tmp_path / "run",
+                          replicas=2, progress=False, figures=False, callbacks=(stop,))
+    r = train_distributed("downpour", None, resume=tmp_path / "run", progress=False, figures=False)
+    assert [h["epoch"] for h in r.history] == [1, 2]
+    assert r.history[-1]["examples_seen"] == 2 * len(r.dataset.train)
+    assert json.loads((r.run_dir / "executor.json").read_text())["options"]["replicas"] == 2
