@@ -156,14 +156,15 @@ def plot_filters(layer, path: str | os.PathLike, input_shape=None, location=None
     return save_grid(grid, path, title)
 
 
-def save_grid(grid: np.ndarray, path, title: str | None = None, pixels_per_cell: float = 4.0) -> Path:
-    """Write one tiled grid as a PNG, sized so small filters stay visible."""
+def save_grid(grid: np.ndarray, path, title: str | None = None, pixels_per_cell: float = 4.0,
+              max_inches: float = 10.0, dpi: int = 100) -> Path:
+    """Write one tiled grid as a PNG: each grid pixel ``pixels_per_cell`` screen pixels wide,
+    the longer side at most ``max_inches``, the shorter at least 2.5 inches."""
     h, w = grid.shape[:2]
-    scale = min(10.0 / max(h, w) * 100 / pixels_per_cell, 1.0) * pixels_per_cell / 100
-    width, height = max(w * scale, 2.5), max(h * scale, 2.5) * (1.0 + 0.08 * bool(title))
-    fig = new_figure(width, height)
+    inches = min(pixels_per_cell / dpi, max_inches / max(h, w))     # per grid pixel
+    fig = new_figure(max(w * inches, 2.5), max(h * inches, 2.5) * (1.08 if title else 1.0))
     show_grid(fig.add_subplot(1, 1, 1), grid, title)
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=dpi)
 
 
 def has_spatial_weights(module: nn.Module, input_shape=None) -> bool:

@@ -33,7 +33,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 import yaml
 from torch import nn
 
@@ -89,8 +88,7 @@ def write_figures(run_dir: str | os.PathLike, model: nn.Module, dataset: Dataset
 def _classification_figures(figs: Path, model: nn.Module, dataset: Dataset, split: str) -> list[str]:
     data = dataset.split(split)
     k = dataset.num_classes
-    with torch.no_grad():
-        out = predict(model, data.x)
+    out = predict(model, data.x)
     if out.ndim == 2 and out.shape[1] == k:
         pred = out.argmax(1)
     elif k == 2 and out.reshape(len(out), -1).shape[1] == 1:
