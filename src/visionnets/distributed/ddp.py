@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ class DDPTrainer(Trainer):
     """The Trainer on worker ``rank`` of ``workers``: sharded batches and evaluation, rank 0 writes."""
 
     def __init__(self, model, objective, dataset, *, rank: int, workers: int, run_dir: Path,
-                 seed: int = 0, device="cpu", **kwargs):
+                 seed: int = 0, device="cpu", started: float | None = None, **kwargs):
         super().__init__(model, objective, dataset, seed=seed, device=device,
                          run_dir=run_dir if rank == 0 else None, **kwargs)
         self.rank, self.workers, self.read_dir = rank, workers, Path(run_dir)
@@ -137,6 +138,14 @@ class DDPTrainer(Trainer):
         self.ddp.register_comm_hook(self.weight, _weighted_allreduce)
         self.base_objective = objective
         self.objective = _DDPObjective(objective, self.ddp, self.weight, self.train_loader, workers)
+        self.started = time.time() if started is None else started
+        self.wall_before, self.examples_seen = 0.0, 0
+
+    def _after_epoch(self, record: dict[str, Any]) -> bool:
+        """Add the executor's keys: wall time since the launch, examples seen by all workers."""
+        record["wall_s"] = self.wall_before + time.time() - self.started
+        record["examples_seen"] = self.examples_seen
+        return super()._after_epoch(record)
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "executor": "ddp", "workers": self.workers}
@@ -147,6 +156,9 @@ class DDPTrainer(Trainer):
             super().resume()
         finally:
             self.run_dir = keep
+        if self.history:
+            self.wall_before = self.history[-1].get("wall_s", 0.0)
+            self.examples_seen = self.history[-1].get("examples_seen", 0)
 
     def evaluate(self, split: str = "test") -> dict[str, Any]:
         data = self.dataset.split(split)
@@ -167,6 +179,7 @@ class DDPTrainer(Trainer):
         seen = self.train_loader.local_examples(n_batches)
         err = out["train_error"] if out["train_error"] is not None else 0.0
         loss, wrong, n = _all_sum([out["train_loss"] * seen, err * seen, seen], self.device)
+        self.examples_seen += round(n)
         out["train_loss"] = loss / max(n, 1)
         if out["train_error"] is not None:
             out["train_error"] = wrong / max(n, 1)
@@ -201,7 +214,8 @@ def choose_backend(rec: Recipe, workers: int, backend: str | None) -> tuple[str,
 
 
 def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, recipe: dict,
-            data_dir, run_dir: str, resume: bool, progress: bool, threads: int, callbacks: tuple) -> None:
+            data_dir, run_dir: str, resume: bool, progress: bool, threads: int, callbacks: tuple,
+            started: float) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     lo = _loopback_interface()
     if lo is not None:
@@ -225,7 +239,7 @@ def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, 
 
             callbacks = tuple(callbacks) + tensorboard_callback(rec, Path(run_dir))
         trainer = DDPTrainer(model, build_objective(rec.objective.model_dump()), dataset, rank=rank,
-                             workers=workers, run_dir=Path(run_dir), seed=rec.seed, device=device,
+                             workers=workers, run_dir=Path(run_dir), seed=rec.seed, device=device, started=started,
                              epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
                              optimizer=t.optimizer, schedule=t.schedule, early_stopping=t.early_stopping,
                              grad_clip=t.grad_clip, augment=build_augment(rec.data.augment),
@@ -261,7 +275,7 @@ def run_ddp(recipe, overrides, data_dir, out, resume, progress, figures, callbac
         save_checkpoint(run_dir / "checkpoints" / "pretrained.safetensors", model)
     try:
         mp.spawn(_worker, args=(workers, free_port(), backend, device_type, rec.to_dict(), data_dir,
-                                str(run_dir), resume is not None, progress, threads, tuple(callbacks)),
+                                str(run_dir), resume is not None, progress, threads, tuple(callbacks), time.time()),
                  nprocs=workers, join=True)
     except mp.ProcessRaisedException as exc:
         last = [line for line in str(exc).strip().splitlines() if line.strip()][-1]
