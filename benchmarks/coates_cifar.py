@@ -13,6 +13,9 @@ costs ~15 ms per image per learner (252 MFLOP at K = 1600), so the default is a 
 reduced setting: 10,000 random training images, the full 10,000 test images, 100,000 patches.
 The JSON is rewritten after each learner, so a partial run keeps what finished.
 
+First, a small picture: RICA (64 filters) on ZCA-whitened 8x8 grey patches of the natural
+images in ../shared/data/natural -> docs/images/natural_rica_filters.png (oriented edges).
+
     flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/coates_cifar.py --learners kmeans sparse_autoencoder rbm rica
 """
 
@@ -41,6 +44,23 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def natural_filters(data_dir: Path, png: Path) -> dict:
+    """RICA on whitened 8x8 grey natural-image patches: localized, oriented edge filters."""
+    from visionnets.data.natural import load_natural_images, to_chw
+    from visionnets.unsupervised import RICA, ZCA, extract_patches, normalize_patches, save_filter_grid
+
+    t0 = time.perf_counter()
+    images = load_natural_images(data_dir)
+    p = torch.cat([extract_patches(to_chw(im, True)[None], 8, 20000, random_state=i)
+                   for i, im in enumerate(images.values())])
+    white = ZCA(eps=0.01).fit_transform(normalize_patches(p, eps=0.01).numpy())
+    rica = RICA(n_components=64, sparsity=0.1, epsilon=1e-2, optimizer="lbfgs", max_iter=30, batch_size=20000,
+                n_epochs=3, device="cpu", random_state=0).fit(white)
+    save_filter_grid(rica.components_, png, shape=(1, 8, 8), ncols=8, zoom=4)
+    return {"png": str(png.relative_to(REPO)) if png.is_relative_to(REPO) else str(png), "n_patches": int(p.shape[0]), "images": sorted(images),
+            "final_loss": rica.history_[-1]["loss"], "seconds": time.perf_counter() - t0}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("VISIONNETS_DATA", REPO.parent / "shared" / "data")))
@@ -52,6 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-iter", type=int, default=500)
     ap.add_argument("--png-dir", type=Path, default=REPO / "docs" / "images")
+    ap.add_argument("--skip-natural", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "coates_cifar.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -66,6 +87,9 @@ def main(argv=None) -> int:
               "reduced_setting": args.n_train < 50000 or args.n_patches < 400000,
               "paper_1600": PAPER_ACCURACY_1600, "paper_kmeans_4000": PAPER_ACCURACY_KMEANS_4000,
               "threads": args.threads, "load_seconds": load_s, "rows": rows}
+    if not args.skip_natural:
+        result["natural_filters"] = natural_filters(args.data, args.png_dir / "natural_rica_filters.png")
+        print(f"natural-image RICA filters: {result['natural_filters']['png']}", flush=True)
     print(f"{'learner':20s} {'test %':>7s} {'paper %':>8s} {'train %':>8s} {'fit s':>7s} {'extract s':>10s} {'total s':>8s}")
     for name in args.learners:
         png = args.png_dir / f"coates_{name}_filters.png" if args.png_dir else None

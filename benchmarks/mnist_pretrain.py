@@ -61,7 +61,7 @@ def stroke_filters(data_dir: Path, png: Path) -> dict:
                                decoder_activation="sigmoid", n_epochs=5, learning_rate=3e-3,
                                device="cpu", random_state=0).fit(x)
     save_filter_grid(dae.components_, png, shape=(1, 28, 28), ncols=10, zoom=2)
-    return {"png": str(png.relative_to(REPO)), "seconds": time.perf_counter() - t0,
+    return {"png": str(png.relative_to(REPO)) if png.is_relative_to(REPO) else str(png), "seconds": time.perf_counter() - t0,
             "reconstruction_error": dae.history_[-1]["reconstruction_error"]}
 
 

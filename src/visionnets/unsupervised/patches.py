@@ -55,10 +55,9 @@ def extract_patches(images, patch_size: int, n_patches: int, random_state=None) 
     ar = torch.arange(r)
     ri = (rows[:, None] + ar[None, :])[:, :, None].expand(n_patches, r, r)   # (P, r, r)
     ci = (cols[:, None] + ar[None, :])[:, None, :].expand(n_patches, r, r)
-    sel = x.to(torch.float32)[idx]                                            # (P, C, H, W)
-    patches = sel[torch.arange(n_patches)[:, None, None, None], torch.arange(c)[None, :, None, None],
-                  ri[:, None], ci[:, None]]                                    # (P, C, r, r)
-    return patches.reshape(n_patches, c * r * r)
+    # gather the P x C x r x r pixels directly (never a copy of whole images per patch)
+    patches = x[idx[:, None, None, None], torch.arange(c)[None, :, None, None], ri[:, None], ci[:, None]]
+    return patches.to(torch.float32).reshape(n_patches, c * r * r)
 
 
 def normalize_patches(patches, eps: float = 10.0):
