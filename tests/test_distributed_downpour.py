@@ -37,6 +37,50 @@ TINY = ["model.stages=[{channels: 4, kernel: 3, padding: same}]", "model.hidden=
         "data.augment=[]", "train.batch_size=50", "train.schedule.warmup_epochs=0"]
 
 
+def _descendants(root: int) -> set[int]:
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parent[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, todo = {root}, [root]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in found]
+        found.update(kids)
+        todo += kids
+    return found
+
+
+LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/net"), reason="reads Linux's /proc to list listening sockets")
+def test_local_ray_listens_on_loopback_only(ray_session):
+    assert ray_session.util.get_node_ip_address() == "127.0.0.1"
+    inodes = set()
+    for pid in _descendants(os.getpid()):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:        # LISTEN, owned by this Ray session
+                    listening.append(cols[1])
+    assert listening, "found none of the Ray session's listening sockets"
+    assert all(addr.split(":")[0] in LOOPBACK for addr in listening), listening
+
+
 def _weights(run_dir, which="last"):
     tensors, meta = read_checkpoint(run_dir / "checkpoints" / f"{which}.safetensors")
     return {k: v for k, v in tensors.items() if k.startswith("model.")}, meta["state"]
