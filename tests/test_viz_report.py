@@ -198,3 +198,13 @@ def test_report_renders_in_a_real_browser(tmp_path, digits):
     colours = img.getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50         # text, plots, filters: not blank
     assert max(c for c, _ in colours) < 0.98 * img.size[0] * img.size[1]
+
+
+def test_filters_of_a_wide_first_layer_stay_small(tmp_path):
+    """An MLP's 800 first-layer filters: the report draws 100, and noise-like weights (the worst
+    case for PNG compression) still give a file under 300 KB."""
+    x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+    ds = Dataset("toy", Split(x, y), None, Split(x, y), (1, 28, 28), num_classes=10)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 800), nn.ReLU(), nn.Linear(800, 10))
+    finish_run(tmp_path, mlp, ds, history(2), RECIPE)
+    assert (tmp_path / "figures" / "filters.png").stat().st_size < 300_000

@@ -151,8 +151,8 @@ def plot_filters(layer, path: str | os.PathLike, input_shape=None, location=None
     grid = filter_image(w, ncols=ncols or layout_cols, normalize=normalize)
     if title is None:
         title = f"{type(layer).__name__} filters {tuple(_weight(layer).shape)}"
-        if total > len(w):
-            title += f" (first {len(w)} of {total})"
+    if total > len(w):
+        title += f" (first {len(w)} of {total})"
     return save_grid(grid, path, title)
 
 

@@ -3,7 +3,7 @@
 The Trainer calls :func:`finish_run` at the end of every run. It writes into ``RUN_DIR/figures``
 
 * ``curves.png``     loss and error per epoch (from the history);
-* ``filters.png``    the first layer with spatial weights, if the model has one;
+* ``filters.png``    the first layer with spatial weights, if the model has one (100 filters at most);
 * ``confusion.png``  the confusion matrix on the test split (classifiers);
 * ``worst.png``      the worst-classified test images (classifiers on images);
 * ``fit.png``        prediction against truth (1-D regression, e.g. the cosine toy);
@@ -76,7 +76,7 @@ def write_figures(run_dir: str | os.PathLike, model: nn.Module, dataset: Dataset
     found = first_spatial_layer(model, dataset.input_shape)
     if found is not None:
         name, layer = found
-        plot_filters(layer, figs / "filters.png", input_shape=dataset.input_shape,
+        plot_filters(layer, figs / "filters.png", input_shape=dataset.input_shape, max_filters=100,
                      title=f"{name}: {type(layer).__name__} filters {tuple(layer.weight.shape)}")
     if dataset.is_classification:
         notes += _classification_figures(figs, model, dataset, split)
