@@ -11,6 +11,7 @@ from visionnets.unsupervised.autoencoders import (AutoEncoder, DenoisingAutoEnco
 from visionnets.unsupervised.filters import filter_tiles, save_filter_grid
 from visionnets.unsupervised.patches import (ZCA, KMeans, extract_patches, normalize_patches,
                                              squared_distances, triangle_activation)
+from visionnets.unsupervised.local_stage import LocalStage, local_decode, local_stage_loss, train_local_stage
 from visionnets.unsupervised.pretrain import pretrain_mlp
 from visionnets.unsupervised.rbm import RBM, free_energy, pseudo_likelihood
 from visionnets.unsupervised.rica import RICA, rica_loss, smooth_l1
@@ -20,5 +21,6 @@ __all__ = [
     "autoencoder_forward", "autoencoder_loss", "reconstruction_error", "sparsity_penalty",
     "mask_noise", "gaussian_noise", "free_energy", "pseudo_likelihood", "rica_loss", "smooth_l1",
     "extract_patches", "normalize_patches", "squared_distances", "triangle_activation",
-    "pretrain_mlp", "filter_tiles", "save_filter_grid",
+    "pretrain_mlp", "filter_tiles", "save_filter_grid", "LocalStage", "local_decode", "local_stage_loss",
+    "train_local_stage",
 ]
