@@ -71,6 +71,8 @@ def test_partial_fit_from_scratch(X):
 
 
 @pytest.mark.parametrize("est", [AutoEncoder(n_components=3, n_epochs=2, device="cpu", random_state=0),
+                                 SparseAutoEncoder(n_components=3, n_epochs=2, device="cpu", random_state=0),
+                                 DenoisingAutoEncoder(n_components=3, n_epochs=2, device="cpu", random_state=0),
                                  RBM(n_components=3, n_epochs=2, device="cpu", random_state=0),
                                  RICA(n_components=3, n_epochs=1, max_iter=2, device="cpu", random_state=0),
                                  KMeans(n_clusters=3, n_epochs=2, device="cpu", random_state=0),
