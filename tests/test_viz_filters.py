@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from visionnets.errors import ConfigError
+from visionnets.nn.local import LocallyConnected2d, TiledConv2d
 from visionnets.viz.filters import (filter_image, filter_layout, filter_weights, first_spatial_layer,
                                     has_spatial_weights, plot_filters)
 from visionnets.viz.grid import as_images, normalize_each, tile_grid
@@ -14,15 +15,11 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 class LocallyConnected(nn.Module):
-    """Stands in for visionnets.nn.LocallyConnected2d: weight (out_h, out_w, out_c, in_c, kh, kw)."""
+    """Any module with a 6-D weight (out_h, out_w, out_c, in_c, kh, kw) is read as locally connected."""
 
     def __init__(self, shape=(3, 4, 5, 2, 3, 3)):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(shape))
-
-
-class TiledConv2d(LocallyConnected):
-    """Stands in for visionnets.nn.TiledConv2d (found by class name): (tile_h, tile_w, out_c, in_c, kh, kw)."""
 
 
 def test_conv_filters_are_the_weight():
@@ -62,10 +59,25 @@ def test_locally_connected_location_channel_and_all():
 
 
 def test_tiled_layers_show_every_tile_by_default():
-    tiled = TiledConv2d((2, 2, 3, 1, 5, 5))
+    tiled = TiledConv2d(1, 3, 5, tile_size=2)
     w, ncols = filter_layout(tiled)
     assert w.shape == (12, 1, 5, 5) and ncols == 3                         # one row per tile
     assert torch.equal(w[1 * 3 + 2], tiled.weight.detach()[0, 1, 2])
+
+
+def test_real_locally_connected_layer():
+    lc = LocallyConnected2d(3, 4, 5, input_size=(9, 11))                   # 5 x 7 locations
+    w = lc.weight.detach()
+    assert torch.equal(filter_weights(lc), w[2, 3])
+    by_loc, ncols = filter_layout(lc, channel=1)
+    assert by_loc.shape == (35, 3, 5, 5) and ncols == 7
+    assert filter_image(by_loc, ncols=ncols).shape == (5 * 6 + 1, 7 * 6 + 1, 3)   # RGB
+    net = nn.Sequential(LocallyConnected2d(1, 2, 3), nn.ReLU())             # lazy: no weights yet
+    assert first_spatial_layer(net, (1, 8, 8)) is None
+    with pytest.raises(ConfigError, match="lazily"):
+        filter_weights(net[0])
+    net(torch.randn(1, 1, 8, 8))
+    assert first_spatial_layer(net, (1, 8, 8))[1] is net[0]
 
 
 def test_bad_weights_raise():

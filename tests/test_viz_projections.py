@@ -127,3 +127,13 @@ def test_plot_projection(tmp_path):
     net = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 8, 3))
     path = plot_projection(net, "3", tmp_path / "p.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_l2_pooling_is_projected_as_averaging():
+    from visionnets.nn.pooling import L2Pool2d
+
+    net = nn.Sequential(nn.Conv2d(1, 3, 5), L2Pool2d(2, stride=2), nn.Conv2d(3, 4, 3))
+    assert [type(m).__name__ for m in conv_stack(net, "2")] == ["Conv2d", "L2Pool2d", "Conv2d"]
+    avg = nn.Sequential(nn.Conv2d(1, 3, 5), nn.AvgPool2d(2), nn.Conv2d(3, 4, 3))
+    avg.load_state_dict(net.state_dict())
+    assert torch.allclose(project_conv_layer(net, "2"), project_conv_layer(avg, "2"))

@@ -3,7 +3,8 @@
 "Columns of W show what each code unit represents": a unit's incoming weights, laid out on the
 pixel grid they touch, are drawn as a small image, each normalized on its own.
 
-Weight layouts understood (a module's ``.weight`` or a raw tensor):
+Weight layouts understood (a module's ``.weight`` or a raw tensor; any 6-D weight is read as
+locally connected):
 
 =======================  ===================================  ===============================
 layer                    weight                               filters drawn (N, C, kh, kw)
@@ -38,8 +39,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from visionnets.errors import ConfigError
+from visionnets.nn.local import TiledConv2d
 from visionnets.viz.grid import new_figure, normalize_each, save_figure, show_grid, square_shape, tile_grid
 
 
@@ -49,11 +52,10 @@ def _weight(layer) -> torch.Tensor:
     w = getattr(layer, "weight", None)
     if not isinstance(w, torch.Tensor):
         raise ConfigError(f"{type(layer).__name__} has no weight tensor to draw as filters")
+    if is_lazy(w):
+        raise ConfigError(f"{type(layer).__name__} has no weights yet (created lazily): run one "
+                          f"forward pass, or give input_size, before drawing its filters")
     return w.detach()
-
-
-def _is_tiled(layer) -> bool:
-    return any(cls.__name__ == "TiledConv2d" for cls in type(layer).__mro__)
 
 
 def _image_shape(in_features: int, input_shape) -> tuple[int, int, int]:
@@ -92,7 +94,7 @@ def filter_layout(layer, input_shape=None, location=None, channel: int | None = 
             raise ConfigError(f"channel {channel} out of range: the layer has {o} output channels")
         return w[:, :, channel].reshape(p * q, *w.shape[3:]), q
     if location is None:
-        location = "all" if _is_tiled(layer) else "center"
+        location = "all" if isinstance(layer, TiledConv2d) else "center"
     if location == "all":
         return w.reshape(p * q * o, *w.shape[3:]), o
     if location == "center":
@@ -171,7 +173,7 @@ def has_spatial_weights(module: nn.Module, input_shape=None) -> bool:
     """True for a conv layer, a 6-D (locally connected / tiled) layer, or a Linear layer whose
     inputs are the images of ``input_shape`` (C, H, W)."""
     w = getattr(module, "weight", None)
-    if not isinstance(w, torch.Tensor):
+    if not isinstance(w, torch.Tensor) or is_lazy(w):
         return False
     if isinstance(module, nn.Conv2d) or w.ndim == 6:
         return True
