@@ -140,6 +140,8 @@ def test_replica_killed_mid_run_is_replaced_and_every_step_is_applied_once(fault
     assert [h["replica_failures"] for h in r.history] == [0, 1, 1]
     assert driver.replicas[1] is not seen["victim"]
     assert [e["event"] for e in driver.events].count("replica_replaced") == 1
+    logged = [json.loads(l) for l in (r.run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in logged] == [e["event"] for e in driver.events]
     # every planned step applied exactly once by each shard, and all the examples seen
     assert driver.final_ledgers == [dict(enumerate(driver.total))] * 2
     assert last["step"] == sum(driver.total)

@@ -23,7 +23,8 @@ restored from its last checkpoint (``RUN_DIR/ps/shard-K.safetensors``, written e
 ``checkpoint_every`` updates and at every epoch boundary); the steps it applied since are
 lost and redone. Each shard keeps a ledger of the steps of each slot it has applied and
 drops duplicates, so at the end every step has been applied exactly once by every shard;
-``replica_failures``, ``shard_failures`` and ``steps_lost`` are in every record.
+``replica_failures``, ``shard_failures`` and ``steps_lost`` are in every record, and each
+event is appended to ``RUN_DIR/events.jsonl`` (and printed, or logged as a warning).
 
     >>> from visionnets.distributed import train_distributed
     >>> r = train_distributed("downpour", "digits_convnet", ["train.epochs=1"], replicas=2,
@@ -32,6 +33,8 @@ drops duplicates, so at the end every step has been applied exactly once by ever
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import time
 from collections import Counter
@@ -50,9 +53,10 @@ from visionnets.distributed.run import EarlyStop, final_record, read_history, wr
 from visionnets.distributed.sharding import ShardLayout
 from visionnets.errors import CheckpointError, ConfigError, TrainingError, VisionnetsError
 from visionnets.recipes import Recipe
-from visionnets.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from visionnets.train.checkpoint import atomic_write_text, load_checkpoint, read_checkpoint, save_checkpoint
 from visionnets.train.trainer import _summary, evaluate_model
 
+log = logging.getLogger(__name__)
 CHUNKS_PER_EPOCH = 8   # work is handed to each replica in about this many chunks per local epoch
 
 
@@ -120,10 +124,16 @@ class Downpour:
                 "layout_sizes": self.layout.sizes()}
 
     def _log(self, kind: str, **info) -> None:
-        event = {"event": kind, "wall_s": round(time.perf_counter() - self.wall0, 3), **info}
+        """A fault and what was done about it: to ``RUN_DIR/events.jsonl`` and the log."""
+        event = {"event": kind, "epoch": self.epoch + 1,
+                 "wall_s": round(time.perf_counter() - self.wall0, 3), **info}
         self.events.append(event)
+        atomic_write_text(self.run_dir / "events.jsonl", "".join(json.dumps(e) + "\n" for e in self.events))
+        message = f"downpour: {kind} " + " ".join(f"{k}={v}" for k, v in info.items())
         if self.progress:
-            print(f"downpour: {kind} " + " ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+            print(message, flush=True)
+        else:
+            log.warning(message)
 
     # ---------------------------------------------------------------- actors
     def _new_shard(self, k: int, theta: torch.Tensor | None, restore: bool):
