@@ -24,13 +24,16 @@ Compare the result with dataset images scaled to the same norm (:func:`activatio
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from visionnets.errors import ConfigError
-from visionnets.viz.grid import evaluating, model_device
+from visionnets.viz.filters import save_grid
+from visionnets.viz.grid import as_images, evaluating, model_device, tile_grid
 from visionnets.viz.top import layer_output, unit_activation, unit_activations
 
 START = ("noise", "mean")
@@ -117,11 +120,9 @@ def activation_at_norm(model: nn.Module, layer: str, unit: int, x: torch.Tensor,
     return unit_activations(model, layer, unit, _project(x.float(), norm), reduce)
 
 
-def plot_optimal(result: OptimalInput, path, title: str | None = None, image_shape=None):
+def plot_optimal(result: OptimalInput, path: str | os.PathLike, title: str | None = None,
+                 image_shape=None) -> Path:
     """Draw an optimal input (normalized to [0, 1]) with its activation in the title."""
-    from visionnets.viz.filters import save_grid
-    from visionnets.viz.grid import as_images, tile_grid
-
     img = as_images(result.x.reshape(1, -1) if result.x.ndim == 1 else result.x[None], image_shape)
     grid = tile_grid(img, ncols=1, pad=0)
     head = f"{title}: " if title else ""
