@@ -12,7 +12,7 @@ the layers below:
   stride grid: ``E[k] = conv_transpose2d(w2[k], w1, stride=s)``; a pooling layer between them
   is taken as average pooling (a uniform ``p x p`` kernel, stride ``s``).
 
-Both are **approximations**: they ignore the non-linearities (and treat max or L2 pooling as
+Computed on CPU in float64. Both are **approximations**: they ignore the non-linearities (and treat max or L2 pooling as
 averaging), so they are exact only for a linear net with average pooling. They show the
 pixel pattern a unit's weights are tuned to, not what the unit computes on every input; for
 that see :mod:`visionnets.viz.optimal` and :mod:`visionnets.viz.top`.
@@ -45,7 +45,7 @@ def _matrix(m) -> torch.Tensor:
     if not isinstance(w, torch.Tensor) or w.ndim != 2:
         raise ConfigError(f"expected a matrix or a Linear layer, got {type(m).__name__} "
                           f"{tuple(w.shape) if isinstance(w, torch.Tensor) else ''}".rstrip())
-    return w.detach()
+    return w.detach().cpu()
 
 
 def project_through_decoders(decoders: Sequence, input_shape=None, keep: int | None = None
@@ -104,7 +104,7 @@ def project_conv_filters(lower: torch.Tensor, upper: torch.Tensor, stride: int |
     linear receptive field, computed as ``conv_transpose2d(upper, lower, stride=s)``.
     Returns (c2, c0, (k2 - 1) * s + k1, ...).
     """
-    lower, upper = lower.detach(), upper.detach()
+    lower, upper = lower.detach().cpu(), upper.detach().cpu()
     if lower.ndim != 4 or upper.ndim != 4 or upper.shape[1] != lower.shape[0]:
         raise ConfigError(f"upper filters {tuple(upper.shape)} must combine the "
                           f"{lower.shape[0] if lower.ndim else '?'} lower filters {tuple(lower.shape)}: "
@@ -148,12 +148,12 @@ def project_conv_layer(model: nn.Module, layer: str) -> torch.Tensor:
     Returns (out_channels, C_in_pixels, K, K). For the first conv layer, its own filters.
     """
     stack = conv_stack(model, layer)
-    e = stack[-1].weight.detach().double()
+    e = stack[-1].weight.detach().cpu().double()
     for m in reversed(stack[:-1]):
         if isinstance(m, nn.Conv2d):
             if m.groups != 1:
                 raise ConfigError(f"cannot project through a grouped conv (groups={m.groups})")
-            e = F.conv_transpose2d(e, m.weight.detach().double(), stride=m.stride, dilation=m.dilation)
+            e = F.conv_transpose2d(e, m.weight.detach().cpu().double(), stride=m.stride, dilation=m.dilation)
         else:
             (kh, kw), stride = _pool_params(m)
             c = e.shape[1]
