@@ -50,3 +50,7 @@ def test_cli_ddp_run_then_eval_and_wrong_flags(tmp_path, capsys):
     assert "--replicas applies to --executor downpour, not ddp" in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(out), "--executor", "downpour"]) == 2
     assert "a ddp run cannot be resumed with --executor downpour" in capsys.readouterr().err
+    # DDP writes the Trainer's checkpoints: one process can continue the run
+    assert cli.main(["train", "--resume", str(out), "--set", "train.epochs=2", "--no-progress"]) == 0
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and "wall_s" in rows[0] and "wall_s" not in rows[1]

@@ -76,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"train: --{key.replace('_', '-')} applies to --executor {owner}, "
                               f"not {executor}")
         opts[key] = value
-    if executor == "local":
+    if executor == "local" and args.resume is None:
         result = api.train(args.recipe, args.overrides, data_dir=args.data_dir, out=args.out,
                            resume=args.resume, progress=not args.no_progress)
-    else:
+    else:  # distributed, or a resume: the run's executor must be able to continue it
         from visionnets.distributed import train_distributed
 
         result = train_distributed(executor, args.recipe, args.overrides, data_dir=args.data_dir,

@@ -55,7 +55,10 @@ def train_distributed(executor: str, recipe: Any = None, overrides: list[str] | 
         raise ConfigError(f"--executor {executor}: unknown option {unknown[0]!r} (options: {allowed})")
     if executor == "local":
         from visionnets import api
+        from visionnets.distributed.run import check_resumable
 
+        if resume is not None:
+            check_resumable(Path(resume), "local")
         return api.train(recipe, overrides, data_dir=data_dir, out=out, resume=resume, progress=progress,
                          figures=figures, callbacks=callbacks)
     if executor == "downpour":

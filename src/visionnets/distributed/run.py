@@ -38,6 +38,15 @@ def saved_executor(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not valid JSON ({exc.msg})") from None
 
 
+def check_resumable(run_dir: Path, executor: str) -> dict[str, Any]:
+    """The run's executor record, if ``executor`` can continue it (else a ConfigError)."""
+    saved = saved_executor(run_dir)
+    if executor not in COMPATIBLE.get(saved["executor"], ()):
+        raise ConfigError(f"{run_dir}: a {saved['executor']} run cannot be resumed with --executor "
+                          f"{executor}; use --executor {saved['executor']}")
+    return saved
+
+
 def prepare(executor: str, recipe, overrides, data_dir, out, resume) -> tuple[Recipe, Dataset, Path, dict]:
     """Load the recipe (or the resumed run's), the data, and make the run directory.
 
@@ -51,10 +60,7 @@ def prepare(executor: str, recipe, overrides, data_dir, out, resume) -> tuple[Re
             raise CheckpointError(f"{run_dir}: not a run directory (no recipe.yaml)")
         if not (run_dir / "checkpoints" / "last.safetensors").is_file():
             raise CheckpointError(f"{run_dir}/checkpoints/last.safetensors: nothing to resume from")
-        saved = saved_executor(run_dir)
-        if executor not in COMPATIBLE.get(saved["executor"], ()):
-            raise ConfigError(f"{run_dir}: a {saved['executor']} run cannot be resumed with --executor "
-                              f"{executor}; use --executor {saved['executor']}")
+        saved = check_resumable(run_dir, executor)
         rec = load_recipe(run_dir / "recipe.yaml", overrides)
     else:
         rec = recipe if isinstance(recipe, Recipe) and not overrides else load_recipe(recipe, overrides)
