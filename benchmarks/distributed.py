@@ -55,7 +55,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir")
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--replicas", type=int, nargs="+", default=[4, 1, 2])
     ap.add_argument("--ddp-workers", type=int, nargs="+", default=[2])
     ap.add_argument("--ps-shards", type=int, default=2)
     ap.add_argument("--runs", default="runs/bench-distributed")
@@ -66,27 +66,35 @@ def main(argv=None):
     if args.quick:
         overrides += ["data.options={subsample: 2000}"]
     root = data_dir(args.data_dir)
-    ray, started = start_ray(num_cpus=max(max(args.replicas), os.cpu_count() or 1))
-    rows = []
+    name = "distributed_quick" if args.quick else "distributed"
+    # the acceptance run first; results are written after every run (a cut-short run keeps them)
+    configs = [("downpour", r) for r in args.replicas] + [("ddp", w) for w in args.ddp_workers]
+    rows: list[dict] = []
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    try:
-        for r in args.replicas:
-            t0 = time.perf_counter()
-            res = train_distributed("downpour", "mnist_convnet", overrides, data_dir=root,
-                                    out=Path(args.runs) / f"downpour-R{r}-{stamp}", replicas=r,
-                                    ps_shards=args.ps_shards, n_fetch=1, n_push=1, progress=True, figures=False)
-            rows.append(summarize(f"downpour R={r} S={args.ps_shards}", "downpour", r, res, time.perf_counter() - t0))
-            params = count_parameters(res.model)
-            print(table(rows[-1:], ["config", "test_error_pct", "wall_s", "throughput_ex_s", "mean", "p95", "max"]),
-                  file=sys.stderr, flush=True)
-    finally:
-        if started:
+    ray = started = None
+    for executor, n in configs:
+        if executor == "downpour" and ray is None:
+            ray, started = start_ray(num_cpus=max(max(args.replicas), os.cpu_count() or 1))
+        if executor == "ddp" and started:
             ray.shutdown()
-    for w in args.ddp_workers:
+            started = False
         t0 = time.perf_counter()
-        res = train_distributed("ddp", "mnist_convnet", overrides, data_dir=root,
-                                out=Path(args.runs) / f"ddp-W{w}-{stamp}", workers=w, progress=True, figures=False)
-        rows.append(summarize(f"ddp W={w}", "ddp", w, res, time.perf_counter() - t0))
+        if executor == "downpour":
+            res = train_distributed("downpour", "mnist_convnet", overrides, data_dir=root,
+                                    out=Path(args.runs) / f"downpour-R{n}-{stamp}", replicas=n,
+                                    ps_shards=args.ps_shards, n_fetch=1, n_push=1, progress=True, figures=False)
+            config = f"downpour R={n} S={args.ps_shards}"
+        else:
+            res = train_distributed("ddp", "mnist_convnet", overrides, data_dir=root,
+                                    out=Path(args.runs) / f"ddp-W{n}-{stamp}", workers=n, progress=True, figures=False)
+            config = f"ddp W={n}"
+        rows.append(summarize(config, executor, n, res, time.perf_counter() - t0))
+        report(rows, name, overrides, count_parameters(res.model), args.ps_shards)
+    if started:
+        ray.shutdown()
+
+
+def report(rows: list[dict], name: str, overrides: list[str], params: int, shards: int) -> None:
     base = next((row["throughput_ex_s"] for row in rows if row["executor"] == "downpour" and row["parallel"] == 1), None)
     for row in rows:
         row["efficiency"] = None if base is None else round(row["throughput_ex_s"] / (row["parallel"] * base), 3)
@@ -95,11 +103,12 @@ def main(argv=None):
     print(table(rows, cols), file=sys.stderr)
     curves = [{"config": row["config"], **c} for row in rows for c in row["curve"]]
     print(table(curves, ["config", "epoch", "examples_seen", "wall_s", "test_error_pct"]), file=sys.stderr)
-    name = "distributed_quick" if args.quick else "distributed"
     path = write_json(name, {"recipe": "mnist_convnet", "overrides": overrides, "parameters": params,
-                             "ps_shards": args.ps_shards, "n_fetch": 1, "n_push": 1, "rows": rows,
-                             "note": "staleness columns: shard versions behind at push time, over all pushes"})
-    print(f"wrote {path}", file=sys.stderr)
+                             "ps_shards": shards, "n_fetch": 1, "n_push": 1, "rows": rows,
+                             "note": "staleness columns (mean, p50, p95, max): shard versions behind at push "
+                                     "time, over all pushes of the run; efficiency = throughput / (parallel x "
+                                     "throughput of downpour R=1)"})
+    print(f"wrote {path}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
