@@ -90,8 +90,9 @@ class _Geometry:
 
     Internally the input is kept batch-last, ``xt`` of shape (C, Hp, Wp, B), so that the unfolded
     band ``cols`` of shape (rows * ow, C*kh*kw, B) is gathered, and scattered back, in runs of
-    ``kw * B`` contiguous numbers, and the matrices multiplied at each location are
-    (O, K) @ (K, B), with K = C*kh*kw in the weight's own (c, p, q) order.
+    ``kw * B`` contiguous numbers. K = C*kh*kw runs in the weight's own (c, p, q) order. At each
+    location l the forward multiplies (B, K) @ (K, O), the backward (O, B) @ (B, K) for dW and
+    (K, O) @ (O, B) for dcols; each operand is a (possibly transposed) view, never a copy.
     """
 
     def __init__(self, x: Tensor, weight: Tensor, stride, padding):
@@ -161,18 +162,17 @@ class _LocallyConnected2dFn(torch.autograd.Function):
         geo = _Geometry(x, weight, stride, padding)
         xt = geo.batch_last(x)
         w = weight.reshape(geo.oh * geo.ow, geo.o, geo.k)
-        out = x.new_empty(geo.oh * geo.ow, geo.o, geo.b)
+        n = geo.oh * geo.ow
+        out = x.new_empty(n, geo.b, geo.o)
         buf = x.new_empty(geo.rows * geo.ow, geo.k, geo.b)
         for r0, rows in geo.bands():
             l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
             cols = geo.gather(xt, r0, rows, buf)
-            torch.bmm(w[l0:l1], cols, out=out[l0:l1])
-        y = x.new_empty(geo.b, geo.o, geo.oh, geo.ow)
-        out_nchw = out.view(geo.oh, geo.ow, geo.o, geo.b).permute(3, 2, 0, 1)
-        if bias is None:
-            y.copy_(out_nchw)
-        else:
-            torch.add(out_nchw, bias, out=y)
+            torch.bmm(cols.transpose(1, 2), w[l0:l1].transpose(1, 2), out=out[l0:l1])  # (B,K)@(K,O)
+        # (L, B*O) -> (B*O, L) is a plain 2-D transpose, which torch copies in cache-sized blocks
+        y = out.view(n, geo.b * geo.o).t().contiguous().view(geo.b, geo.o, geo.oh, geo.ow)
+        if bias is not None:
+            y += bias
         ctx.geo, ctx.has_bias = geo, bias is not None
         ctx.cols = buf if geo.rows == geo.oh else None  # one band: keep it for the backward
         ctx.save_for_backward(xt, weight)
@@ -184,11 +184,12 @@ class _LocallyConnected2dFn(torch.autograd.Function):
         geo: _Geometry = ctx.geo
         xt, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        gt = grad_y.permute(2, 3, 1, 0).reshape(geo.oh * geo.ow, geo.o, geo.b)  # (L, O, B)
-        w = weight.reshape(geo.oh * geo.ow, geo.o, geo.k)
+        n = geo.oh * geo.ow
+        gt = grad_y.reshape(geo.b * geo.o, n).t().contiguous().view(n, geo.b, geo.o)  # (L, B, O)
+        w = weight.reshape(n, geo.o, geo.k)
         grad_x = grad_w = grad_b = None
         if need_w:
-            grad_w = weight.new_empty(geo.oh * geo.ow, geo.o, geo.k)
+            grad_w = weight.new_empty(n, geo.o, geo.k)
         gxt = xt.new_zeros(xt.shape) if need_x else None
         buf, ctx.cols = ctx.cols, None  # reused (overwritten) below; a second backward unfolds again
         if buf is None:
@@ -202,9 +203,9 @@ class _LocallyConnected2dFn(torch.autograd.Function):
             if need_w:
                 if fresh:
                     geo.gather(xt, r0, rows, buf)
-                torch.bmm(gt[l0:l1], cols.transpose(1, 2), out=grad_w[l0:l1])
+                torch.bmm(gt[l0:l1].transpose(1, 2), cols.transpose(1, 2), out=grad_w[l0:l1])
             if need_x:
-                torch.bmm(w[l0:l1].transpose(1, 2), gt[l0:l1], out=cols)
+                torch.bmm(w[l0:l1].transpose(1, 2), gt[l0:l1].transpose(1, 2), out=cols)
                 geo.scatter_add(gxt, cols, r0, rows)
             fresh = True
         if need_x:
