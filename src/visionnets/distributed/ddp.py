@@ -40,7 +40,7 @@ from visionnets.errors import ConfigError, TrainingError
 from visionnets.objectives import build_objective
 from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint, save_checkpoint
-from visionnets.train.trainer import Trainer, evaluate_model, resolve_device
+from visionnets.train.trainer import Trainer, evaluate_model
 
 BACKENDS = ("gloo", "nccl")
 
