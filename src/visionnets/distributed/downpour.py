@@ -157,14 +157,21 @@ class Downpour:
         except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
             return False
 
+    def _from_shards(self, method: str) -> list:
+        """``method`` of every shard; a dead shard is restored once and asked again."""
+        try:
+            return self.ray.get([getattr(s, method).remote() for s in self.shards])
+        except self.ray.exceptions.RayActorError:
+            if not self._restore_dead_shards():
+                raise
+            return self.ray.get([getattr(s, method).remote() for s in self.shards])
+
     def _ledgers(self) -> list[dict[int, int]]:
-        return self.ray.get([s.ledger_view.remote() for s in self.shards])
+        return self._from_shards("ledger_view")
 
     # ---------------------------------------------------------------- faults
-    def _recover(self, slot: int, exc: Exception, stale: bool) -> None:
-        """A chunk of ``slot`` failed: restore dead shards from their checkpoints, replace a dead
-        replica. A failure with no dead actor is a real error, raised (unless the chunk was
-        started before a shard was restored: it then failed on that shard's rolled-back ledger)."""
+    def _restore_dead_shards(self) -> list[int]:
+        """Restore every dead shard from its checkpoint and tell the replicas; their indices."""
         restored = []
         for k, s in enumerate(self.shards):
             if not self._alive(s):
@@ -176,17 +183,23 @@ class Downpour:
                 self.counters["shard_failures"] += 1
                 restored.append(k)
                 self._log("shard_restored", shard=k, from_version=version)
+        if restored:   # chunks started before this are stale: their slots are rewound when they end
+            self.generation += 1
+            for rep in self.replicas:
+                rep.set_shards.remote(self.shards)
+        return restored
+
+    def _recover(self, slot: int, exc: Exception, stale: bool) -> None:
+        """A chunk of ``slot`` failed: restore dead shards from their checkpoints, replace a dead
+        replica. A failure with no dead actor is a real error, raised (unless the chunk was
+        started before a shard was restored: it then failed on that shard's rolled-back ledger)."""
+        restored = self._restore_dead_shards()
         replaced = not self._alive(self.replicas[slot])
         if replaced:
             self.replicas[slot] = self._new_replica(slot)
             self.counters["replica_failures"] += 1
             self._log("replica_replaced", slot=slot)
-        if restored:
-            self.generation += 1
-            for r, rep in enumerate(self.replicas):
-                if not (replaced and r == slot):
-                    rep.set_shards.remote(self.shards)
-        elif not replaced and not stale:
+        if not restored and not replaced and not stale:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, VisionnetsError):
                 raise cause
@@ -203,14 +216,12 @@ class Downpour:
 
     # ---------------------------------------------------------------- epochs
     def _theta(self) -> torch.Tensor:
-        answers = self.ray.get([s.fetch.remote() for s in self.shards])
-        return self.layout.join([t for _, t in answers])
+        return self.layout.join([t for _, t in self._from_shards("fetch")])
 
     def _epoch_end(self, window: dict[str, float], t_window: float) -> bool:
-        ray = self.ray
         self.epoch += 1
-        saved = ray.get([s.checkpoint.remote() for s in self.shards])
-        stats = ray.get([s.take_stats.remote() for s in self.shards])
+        saved = self._from_shards("checkpoint")
+        stats = self._from_shards("take_stats")
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(self._theta(), self.params)
         hist = Counter()
@@ -324,6 +335,16 @@ class Downpour:
         end = min(e_start + ((first - e_start) // chunk + 1) * chunk, e_start + nb)
         inflight[self.replicas[slot].run.remote(first, end)] = (slot, first, end, self.generation)
 
+    def _rewind_idle(self, restores: int, inflight: dict) -> None:
+        """After a shard was restored, slots with no chunk in flight redo what it lost."""
+        if self.generation == restores:
+            return
+        busy = {v[0] for v in inflight.values()}
+        for r in range(self.R):
+            if r not in busy:
+                self._rewind(r, self.position[r])
+                self._submit(r, inflight)
+
     def _loop(self) -> None:
         ray = self.ray
         bar = None
@@ -358,20 +379,17 @@ class Downpour:
                     self._rewind(slot, end)
                 else:
                     self.position[slot] = end
-                if self.generation != restores:   # a shard was just restored: idle slots redo too
-                    busy = {v[0] for v in inflight.values()}
-                    for r in range(self.R):
-                        if r != slot and r not in busy:
-                            self._rewind(r, self.position[r])
-                            self._submit(r, inflight)
                 self._submit(slot, inflight)
+                self._rewind_idle(restores, inflight)
                 if bar is not None:
                     bar.update(done_examples() - before)
                     if report is not None:
                         bar.set_postfix({"loss": f"{report['loss_sum'] / max(report['examples'], 1):.4f}",
                                          "epoch": self.epoch + 1}, refresh=False)
                 while not stop and done_examples() >= (self.epoch + 1) * self.epoch_examples:
+                    restores = self.generation
                     stop = self._epoch_end(window, t_window)
+                    self._rewind_idle(restores, inflight)
                     window = Counter(examples=0, loss_sum=0.0, wrong=0)
                     t_window = time.perf_counter()
             if not stop and self.epoch < self.rec.train.epochs:
