@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         png = args.png_dir / f"coates_{name}_filters.png" if args.png_dir else None
         r = run_coates(name, args.n_features, data, n_patches=args.n_patches, n_train=args.n_train,
                        n_test=args.n_test, max_iter=args.max_iter, device="cpu", filters_png=png)
-        r["filters_png"] = str(png.relative_to(REPO)) if png else None
+        r["filters_png"] = (str(png.relative_to(REPO)) if png.is_relative_to(REPO) else str(png)) if png else None
         rows.append(r)
         s = r["seconds"]
         paper = r["paper_test_accuracy"]

@@ -67,6 +67,7 @@ def save_filter_grid(weights, path: str | os.PathLike, shape: tuple[int, int, in
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(buf.getvalue())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a picture is for everyone to read
         os.replace(tmp, path)
     except OSError:
         if os.path.exists(tmp):
