@@ -37,7 +37,7 @@ __all__ = [
 # Work on at most this many bytes of unfolded input at a time: the locally connected layer
 # unfolds a band of output rows, multiplies it, and reuses the buffer for the next band. One band
 # in the last-level cache is faster than one huge unfolded copy, and it bounds peak memory.
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 32 * 2**20
 
 
 def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
