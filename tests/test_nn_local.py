@@ -118,6 +118,7 @@ def test_parameter_counts_follow_the_formulas():
 
 def test_init_matches_conv2d_scale():
     local = LocallyConnected2d(4, 6, 3, input_size=(10, 10))
+    assert local.fan_in == 4 * 9
     bound = 1 / (4 * 9) ** 0.5
     assert local.weight.abs().max() <= bound and local.weight.abs().max() > 0.9 * bound
     assert local.bias.abs().max() <= bound

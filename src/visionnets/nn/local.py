@@ -40,10 +40,16 @@ class _LocalBase(nn.Module):
         self.stride = VF._pair(stride, "stride")
         self.padding = VF._pair(padding, "padding", 0)
 
+    @property
+    def fan_in(self) -> int:
+        """Inputs of one unit: in_channels * kh * kw. (``nn.init.kaiming_*`` would read the 6-D
+        weight's dims 1: as the fan-in, which is wrong here; initialize from this instead.)"""
+        return self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+
     def reset_parameters(self) -> None:
         """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias, fan_in = in_channels*kh*kw
         (what ``torch.nn.Conv2d`` gives with its default kaiming_uniform_(a=sqrt(5)))."""
-        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        bound = 1.0 / math.sqrt(self.fan_in)
         nn.init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
