@@ -73,12 +73,16 @@ def test_conv_filter_projection_matches_the_loop(stride):
 @pytest.mark.parametrize("between", ["avgpool", "stride"])
 def test_conv_projection_is_exact_for_a_linear_net(between):
     """With no non-linearity and average pooling, unit k at the top-left position computes
-    exactly <E[k], x> over its receptive field."""
+    exactly <E[k], x> (+ a constant from the batch norm's shift) over its receptive field."""
     torch.manual_seed(0)
     if between == "avgpool":
-        net = nn.Sequential(nn.Conv2d(2, 4, 3, bias=False), nn.AvgPool2d(2),
+        bn = nn.BatchNorm2d(4, affine=True)
+        with torch.no_grad():                              # eval-mode statistics and a gain
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 2.0)
+        net = nn.Sequential(nn.Conv2d(2, 4, 3, bias=False), nn.AvgPool2d(2), bn,
                             nn.Conv2d(4, 5, 3, bias=False), nn.AvgPool2d(2, stride=1),
-                            nn.Conv2d(5, 3, 2, bias=False)).double()
+                            nn.Conv2d(5, 3, 2, bias=False)).double().eval()
     else:
         net = nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, bias=False), nn.Identity(),
                             nn.Conv2d(4, 5, 3, bias=False)).double()
@@ -87,8 +91,9 @@ def test_conv_projection_is_exact_for_a_linear_net(between):
     x = torch.randn(7, 2, 20, 20, dtype=torch.float64)
     k = e.shape[-1]
     want = (x[:, None, :, :k, :k] * e[None]).sum((2, 3, 4))
+    want = want + net(torch.zeros_like(x))[:, :, 0, 0]     # the net is affine: the batch norm's shift
     assert torch.allclose(net(x)[:, :, 0, 0], want, atol=1e-5)
-    assert len(conv_stack(net, top)) == (5 if between == "avgpool" else 2)
+    assert len(conv_stack(net, top)) == (6 if between == "avgpool" else 2)
 
 
 def test_first_conv_projects_to_its_own_filters():

@@ -10,7 +10,8 @@ the layers below:
   ``D1 @ D2 @ D3[:, k]``. With tied weights (or only encoders at hand) ``D_i = W_i^T``.
 * **conv stacks** -- a conv2 filter's (in, kh, kw) weights weigh conv1's filters placed on the
   stride grid: ``E[k] = conv_transpose2d(w2[k], w1, stride=s)``; a pooling layer between them
-  is taken as average pooling (a uniform ``p x p`` kernel, stride ``s``).
+  is taken as average pooling (a uniform ``p x p`` kernel, stride ``s``), and a batch norm
+  scales each channel by its eval-mode gain ``gamma / sqrt(running_var + eps)``.
 
 Computed on CPU in float64. Both are **approximations**: they ignore the non-linearities (and treat max or L2 pooling as
 averaging), so they are exact only for a linear net with average pooling. They show the
@@ -125,11 +126,11 @@ def _pool_params(module) -> tuple[tuple[int, int], tuple[int, int]] | None:
 
 
 def conv_stack(model: nn.Module, layer: str) -> list[nn.Module]:
-    """The conv and pooling modules of ``model`` up to and including conv ``layer``, in
+    """The conv, batch-norm and pooling modules of ``model`` up to and including conv ``layer``, in
     ``named_modules`` order (the forward order of a Sequential-style net)."""
     stack = []
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d) or _pool_params(m) is not None:
+        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or _pool_params(m) is not None:
             stack.append(m)
         elif isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.ndim == 6:
             raise ConfigError(f"layer {name!r} is locally connected or tiled: its filters change "
@@ -142,8 +143,8 @@ def conv_stack(model: nn.Module, layer: str) -> list[nn.Module]:
 
 
 def project_conv_layer(model: nn.Module, layer: str) -> torch.Tensor:
-    """Project every filter of conv ``layer`` to pixel space through the conv and pooling
-    layers below it (non-linearities ignored, pooling taken as averaging).
+    """Project every filter of conv ``layer`` to pixel space through the conv, batch-norm and
+    pooling layers below it (non-linearities and biases ignored, pooling taken as averaging).
 
     Returns (out_channels, C_in_pixels, K, K). For the first conv layer, its own filters.
     """
@@ -154,12 +155,22 @@ def project_conv_layer(model: nn.Module, layer: str) -> torch.Tensor:
             if m.groups != 1:
                 raise ConfigError(f"cannot project through a grouped conv (groups={m.groups})")
             e = F.conv_transpose2d(e, m.weight.detach().cpu().double(), stride=m.stride, dilation=m.dilation)
+        elif isinstance(m, nn.BatchNorm2d):
+            e = e * _batchnorm_scale(m)[None, :, None, None]
         else:
             (kh, kw), stride = _pool_params(m)
             c = e.shape[1]
             box = torch.full((c, 1, kh, kw), 1.0 / (kh * kw), dtype=e.dtype)
             e = F.conv_transpose2d(e, box, stride=stride, groups=c)
     return e.float()
+
+
+def _batchnorm_scale(m: nn.BatchNorm2d) -> torch.Tensor:
+    """The per-channel gain of a batch norm in eval mode, gamma / sqrt(running_var + eps)."""
+    if m.running_var is None:
+        raise ConfigError("cannot project through a BatchNorm2d without running statistics")
+    gamma = m.weight.detach() if m.weight is not None else torch.ones_like(m.running_var)
+    return (gamma / (m.running_var + m.eps).sqrt()).cpu().double()
 
 
 def project_linear_layer(model: nn.Module, layer: str, input_shape=None, keep: int | None = None
