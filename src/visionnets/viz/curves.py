@@ -55,10 +55,10 @@ def series(history: list[dict], key: str) -> tuple[list[float], list[float]]:
 
 
 def plot_curves(history: list[dict], path: str | os.PathLike, title: str | None = None,
-                log_loss: bool | None = None) -> Path:
+                log: bool | None = None) -> Path:
     """Loss (and, when recorded, error) per epoch for the train, val and test splits.
 
-    ``log_loss``: a log scale for the loss; default when every loss is positive and they span
+    ``log``: log scales; by default a panel gets one when its values are all positive and span
     more than a factor of 20.
     """
     losses = {s: series(history, f"{s}_loss") for s in SPLITS}
@@ -74,11 +74,8 @@ def plot_curves(history: list[dict], path: str | os.PathLike, title: str | None 
             if ys:
                 ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=split)
         ys_all = [y for _, ys in data.values() for y in ys]
-        if name == "loss":
-            log = log_loss if log_loss is not None else (
-                min(ys_all) > 0 and max(ys_all) / min(ys_all) > 20)
-            if log:
-                ax.set_yscale("log")
+        if log if log is not None else (min(ys_all) > 0 and max(ys_all) / min(ys_all) > 20):
+            ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
