@@ -24,6 +24,13 @@ from visionnets.errors import CheckpointError
 FORMAT = "visionnets-checkpoint-1"
 
 
+def _default_mode() -> int:
+    """0o666 less the umask: what ``open()`` would have given (mkstemp makes files 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -32,6 +39,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,6 +80,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"visionnets": json.dumps(meta)})
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
