@@ -127,6 +127,8 @@ class RBM(TorchTransformer):
     sparsity_target, sparsity_cost   the "sparse RBM" of Lee et al. 2008: push the mean hidden
                              probability toward ``sparsity_target`` (None: off)
     batch_size, n_epochs, device, random_state, verbose   as every learner
+    visible_bias_init : str  "data": log(p / (1 - p)) of each unit's mean (Bernoulli) or the mean
+                             (Gaussian), as Hinton's practical guide advises; "zero": 0 (as scikit-learn)
     monitor : bool           record reconstruction error (and pseudo-likelihood for Bernoulli
                              visibles, on at most 1000 rows) in ``history_`` after each epoch
 
@@ -139,7 +141,8 @@ class RBM(TorchTransformer):
                  k: int = 1, persistent: bool = True, learning_rate: float = 0.1,
                  momentum: float = 0.0, weight_decay: float = 0.0, sparsity_target: float | None = None,
                  sparsity_cost: float = 0.0, batch_size: int = 64, n_epochs: int = 10,
-                 device: str = "auto", random_state=None, verbose: bool = False, monitor: bool = False):
+                 device: str = "auto", random_state=None, verbose: bool = False, monitor: bool = False,
+                 visible_bias_init: str = "data"):
         self.n_components = n_components
         self.visible = visible
         self.sigma = sigma
@@ -156,6 +159,7 @@ class RBM(TorchTransformer):
         self.random_state = random_state
         self.verbose = verbose
         self.monitor = monitor
+        self.visible_bias_init = visible_bias_init
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -167,6 +171,8 @@ class RBM(TorchTransformer):
             raise ConfigError(f"RBM: k={self.k!r}; expected an int >= 1")
         if self.sigma <= 0:
             raise ConfigError(f"RBM: sigma={self.sigma!r}; expected > 0")
+        if self.visible_bias_init not in ("data", "zero"):
+            raise ConfigError(f"RBM: visible_bias_init={self.visible_bias_init!r}; expected 'data' or 'zero'")
         if self.sparsity_target is not None and not 0 < self.sparsity_target < 1:
             raise ConfigError(f"RBM: sparsity_target={self.sparsity_target!r}; expected None or in (0, 1)")
 
@@ -177,7 +183,9 @@ class RBM(TorchTransformer):
         # visible biases start at the data's statistics (Hinton's practical guide):
         # log(p / (1 - p)) of each unit's mean for Bernoulli units, the mean for Gaussian ones
         mean = x.mean(0)
-        if self.visible == "bernoulli":
+        if self.visible_bias_init == "zero":
+            self.intercept_visible_ = torch.zeros(D, device=dev)
+        elif self.visible == "bernoulli":
             mean = mean.clamp(1e-3, 1 - 1e-3)
             self.intercept_visible_ = torch.log(mean / (1 - mean))
         else:
