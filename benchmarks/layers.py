@@ -218,7 +218,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", default="layers", help="results/<out>.json")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
