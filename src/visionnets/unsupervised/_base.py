@@ -22,7 +22,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from visionnets.errors import ConfigError, DataError
+from visionnets.errors import ConfigError, DataError, TrainingError
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -151,8 +151,6 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
             for k, v in record.items():
                 if isinstance(v, float) and not math.isfinite(v):
-                    from visionnets.errors import TrainingError
-
                     raise TrainingError(f"{type(self).__name__}: {k} became {v} at epoch {self.n_iter_}; "
                                         f"lower learning_rate")
 

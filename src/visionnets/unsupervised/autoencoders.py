@@ -30,6 +30,7 @@ import numbers
 
 import torch
 import torch.nn.functional as F
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from visionnets.errors import ConfigError
@@ -255,8 +256,6 @@ class AutoEncoder(TorchTransformer):
 
     def reconstruct(self, X):
         """``x_hat = g(W_d f(W_e^T x + b_e) + b_d)`` for each row of ``X``."""
-        from sklearn.utils.validation import check_is_fitted
-
         check_is_fitted(self, "n_iter_")
         x, was_tensor = self._to_tensor(X, reset=False)
         out = self._batched(lambda t: self.module_(t)[1], x)

@@ -33,6 +33,7 @@ import numbers
 
 import torch
 import torch.nn.functional as F
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from visionnets.errors import ConfigError
@@ -292,8 +293,6 @@ class RBM(TorchTransformer):
 
     # ---- public -----------------------------------------------------------------------------
     def _fitted_tensor(self, X):
-        from sklearn.utils.validation import check_is_fitted
-
         check_is_fitted(self, "n_iter_")
         return self._to_tensor(X, reset=False)
 
@@ -349,8 +348,6 @@ class RBM(TorchTransformer):
 
         Returns E[v | h] of the last step when ``mean`` (smoother pictures), else the sample.
         """
-        from sklearn.utils.validation import check_is_fitted
-
         check_is_fitted(self, "n_iter_")
         w, b_v, b_h = self._params()
         g = self._generator
