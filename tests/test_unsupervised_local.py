@@ -36,6 +36,7 @@ def test_local_stage_loss_reference_and_gradcheck():
     parts = local_stage_loss(x, we, wd, sparsity=0.3, pool_size=3, eps=1e-2)
     # plain reference: loops over locations and units
     rec_ref, sp_ref = 0.0, 0.0
+    we0, wd0 = we.detach(), wd.detach()
     for b in range(2):
         z = torch.zeros(2, 4, 4, dtype=D64)
         xh = torch.zeros(1, 6, 6, dtype=D64)
@@ -43,11 +44,11 @@ def test_local_stage_loss_reference_and_gradcheck():
             for j in range(4):
                 patch = x[b, :, i:i + 3, j:j + 3]
                 for k in range(2):
-                    z[k, i, j] = (we[i, j, k] * patch).sum()
+                    z[k, i, j] = (we0[i, j, k] * patch).sum()
         for i in range(4):
             for j in range(4):
                 for k in range(2):
-                    xh[:, i:i + 3, j:j + 3] += wd[i, j, k] * z[k, i, j]
+                    xh[:, i:i + 3, j:j + 3] += wd0[i, j, k] * z[k, i, j]
         rec_ref += float(((xh - x[b]) ** 2).sum())
         zp = torch.nn.functional.pad(z, (1, 1, 1, 1))
         for k in range(2):
