@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from visionnets.baselines import BASELINES
-from visionnets.baselines.compare import (TUTORIAL_NETS, Row, load_arrays, properties, render_properties, render_table,
-                                          report, row_from_run, run_baseline, subsample_rows)
+from visionnets.baselines.compare import (TUTORIAL_MNIST, TUTORIAL_NETS, Row, load_arrays, properties,
+                                          render_properties, render_table, report, row_from_run,
+                                          run_baseline, subsample_rows)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -85,6 +86,48 @@ def finished_runs(root: Path) -> list[Path]:
     return [run for _, run in sorted(newest.values())]
 
 
+def rows_from_pretrain_json(path: Path, data_dir: str | None) -> list[Row]:
+    """Rows for the 4-layer nets of benchmarks/mnist_pretrain.py, read from its JSON.
+
+    That benchmark trains in a temporary directory and keeps no weights, so: the error and the
+    training time (pre-training included) are the ones it measured on this machine; the number
+    of parameters is counted on the recipe's model, built here; the test time is measured here
+    on that architecture (the time of a forward pass does not depend on the weights' values).
+    """
+    import torch
+
+    from visionnets import api
+    from visionnets.models import count_parameters
+    from visionnets.objectives import build_objective
+    from visionnets.recipes import load_recipe
+    from visionnets.train.trainer import evaluate_model
+
+    data = json.loads(path.read_text())
+    rows = []
+    for r in data["rows"]:
+        rec = load_recipe(r["recipe"])
+        dataset = api.build_data(rec, data_dir)
+        model = api.build_for(rec, dataset)
+        objective = build_objective(rec.objective.model_dump())
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            result = evaluate_model(model, objective, dataset.test, True, rec.train.eval_batch_size, "cpu")
+            test_s = time.perf_counter() - t0
+        name = rec.name
+        tutorial_name = TUTORIAL_NETS.get(name)
+        rows.append(Row(
+            method=name, label=f"{name} (visionnets)", kind="net", tutorial_name=tutorial_name,
+            tutorial_error=TUTORIAL_MNIST.get(tutorial_name), error=float(r["test_error_percent"]),
+            train_seconds=float(r["total_seconds"]), test_seconds_per_1000=test_s * 1000 / result["n"],
+            n_parameters=count_parameters(model), n_train=len(dataset.train), n_test=int(result["n"]),
+            source=str(path.relative_to(HERE.parent) if path.is_relative_to(HERE.parent) else path),
+            params={"epochs": r["epochs"], "model": rec.model, "pretrain": r["recipe"].get("pretrain")},
+            notes="error and training time from benchmarks/mnist_pretrain.py (weights not kept); "
+                  "test time measured here on the same architecture",
+            extra={"pretrained": rec.pretrain is not None, "pretrain_seconds": r.get("pretrain_seconds")}))
+    return rows
+
+
 def _default_data_dir() -> str | None:
     env = os.environ.get("VISIONNETS_DATA")
     if env:
@@ -101,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--find-runs", metavar="DIR", default=None,
                    help="also measure the newest finished run of each tutorial recipe under DIR "
                         "(e.g. runs/bench, where benchmarks/mnist_supervised.py writes them)")
+    p.add_argument("--pretrain-json", metavar="PATH", default=None,
+                   help="also add the 4-layer nets measured by benchmarks/mnist_pretrain.py "
+                        "(e.g. benchmarks/results/mnist_pretrain.json)")
     p.add_argument("--resume", action="store_true", help="keep the rows already in the JSON")
     p.add_argument("--threads", type=int, default=None, help="cap BLAS/OpenMP threads (default: all)")
     p.add_argument("--out", default=str(RESULTS))
@@ -156,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         row = row_from_run(run_dir, args.dataset, args.data_dir)
         rows = [r for r in rows if r.method != row.method] + [row]
         print(f"{row.method}: error {row.error:.2f}% (from {run_dir})", file=sys.stderr, flush=True)
+        save()
+    if args.pretrain_json:
+        for row in rows_from_pretrain_json(Path(args.pretrain_json), args.data_dir):
+            rows = [r for r in rows if r.method != row.method] + [row]
+            print(f"{row.method}: error {row.error:.2f}% (from {args.pretrain_json})", file=sys.stderr, flush=True)
         save()
     ref.append(reference_seconds())
     save()
