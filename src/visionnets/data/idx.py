@@ -20,13 +20,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from visionnets.errors import DataError
+from visionnets.io import atomic_write_bytes
 
 # IDX type code -> numpy dtype (big-endian as stored)
 _TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
@@ -98,11 +98,4 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     payload = header + np.ascontiguousarray(array, dtype=_TYPES[code]).tobytes()
     if compress if compress is not None else path.suffix == ".gz":
         payload = gzip.compress(payload)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, payload)
