@@ -174,7 +174,8 @@ class _LocallyConnected2dFn(torch.autograd.Function):
         if bias is not None:
             y += bias
         ctx.geo, ctx.has_bias = geo, bias is not None
-        ctx.cols = buf if geo.rows == geo.oh else None  # one band: keep it for the backward
+        # one band: keep it for dW instead of unfolding again
+        ctx.cols = buf if geo.rows == geo.oh and ctx.needs_input_grad[1] else None
         ctx.save_for_backward(xt, weight)
         return y
 
