@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from visionnets.errors import ConfigError
+from visionnets.errors import ConfigError, TrainingError
 from visionnets.unsupervised._base import TorchTransformer
 
 
@@ -219,6 +219,9 @@ class RBM(TorchTransformer):
     def _train_batch(self, v_pos: torch.Tensor, generator: torch.Generator) -> dict:
         w, b_v, b_h = self._params()
         vis, s, B = self.visible, self.sigma, v_pos.shape[0]
+        if not torch.isfinite(w).all():
+            raise TrainingError(f"RBM: weights became NaN or infinite at epoch {self.n_iter_ + 1}; lower "
+                                f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
         # negative phase: k Gibbs sweeps from the persistent chain or from the data
         if self.persistent:
             if self.persistent_chain_.shape[0] < B:  # a later partial_fit with larger batches
