@@ -219,8 +219,13 @@ def main() -> None:
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--memory-impls", nargs="+", default=LOCAL_IMPLS, choices=LOCAL_IMPLS,
+                    help="implementations whose peak memory is measured (JAX on (c) takes minutes)")
+    ap.add_argument("--no-timing", action="store_true", help="only measure memory")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--out", default="layers", help="results/<out>.json")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows of results/<out>.json for other shapes / thread counts")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--memory", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -234,11 +239,17 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _common import table, write_json
 
-    runs = [_run(["--worker", str(t), "--shapes", *a.shapes, "--rounds", str(a.rounds)], t) for t in a.threads]
+    runs = [] if a.no_timing else [_run(["--worker", str(t), "--shapes", *a.shapes, "--rounds", str(a.rounds)], t)
+                                   for t in a.threads]
+    try:
+        import jax  # noqa: F401
+        jax_note = None
+    except ImportError as exc:
+        jax_note = f"JAX not installed ({exc}); pip install 'jax[cpu]' to include it"
     local_rows, lcn_rows = [], []
+    if jax_note:
+        print("note:", jax_note)
     for run in runs:
-        if run["jax_note"]:
-            print("note:", run["jax_note"])
         for r in run["local"]:
             row = {"threads": run["threads"], "shape": r["shape"], **{k: r[k] for k in r if k.endswith("_ms")}}
             row["ours/conv2d"] = r["ours_ms"] / r["conv2d_ms"]
@@ -249,24 +260,47 @@ def main() -> None:
         for r in run["lcn"]:
             lcn_rows.append({"threads": run["threads"], "shape": r["shape"], **{k: r[k] for k in r if k.endswith("_ms")},
                              "lcn/conv3x3": r["lcn_ms"] / r["conv3x3_ms"], "l2/max": r["l2pool_ms"] / r["maxpool_ms"]})
-    cols = ["threads", "shape", "conv2d_ms", "ours_ms", "unfold_einsum_ms", "jax_ms", "ours/conv2d", "ours/einsum", "ours/jax"]
-    print("LocallyConnected2d, forward + backward, float32 CPU (ms, min over rounds)")
-    print(table(local_rows, cols))
-    print("\nLocalContrastNorm2d(9x9) vs Conv2d 3x3 same channels; L2Pool2d(2) vs MaxPool2d(2)")
-    print(table(lcn_rows, ["threads", "shape", "lcn_ms", "conv3x3_ms", "lcn/conv3x3", "l2pool_ms", "maxpool_ms", "l2/max"]))
     memory = []
     if not a.no_memory:
         for name in a.shapes:
-            for impl in LOCAL_IMPLS:
-                if impl == "jax" and runs[0]["jax_note"]:
+            for impl in a.memory_impls:
+                if impl == "jax" and jax_note:
                     continue
                 memory.append({**_run(["--memory", name, impl], 1), **_sizes_mib(name)})
-        print("\nPeak memory of one step above inputs + weights + grad_y (MiB); allowed = one unfolded copy + outputs")
-        print(table(memory, ["shape", "impl", "extra_mib", "unfolded_mib", "outputs_mib", "allowed_mib"]))
+    load = os.getloadavg()[0]
+    for row in local_rows + lcn_rows:
+        row["load_avg_1min"] = load  # the machine is shared: the load the rows were measured under
+    for row in memory:
+        row["load_avg_1min"] = load
+    if a.append:
+        from _common import RESULTS
+
+        old = json.loads((RESULTS / f"{a.out}.json").read_text())
+        mine = lambda r: r["shape"] in a.shapes and r.get("threads", 1) in a.threads
+        if runs:
+            local_rows = [r for r in old["local"] if not mine(r)] + local_rows
+            lcn_rows = [r for r in old["lcn_l2pool"] if not mine(r)] + lcn_rows
+        else:
+            local_rows, lcn_rows = old["local"], old["lcn_l2pool"]
+        measured = {(r["shape"], r["impl"]) for r in memory}
+        memory = [r for r in old["memory"] if (r["shape"], r["impl"]) not in measured] + memory
+        diffs = [old["max_abs_diff_vs_einsum"]]
+    else:
+        diffs = []
+    diffs += [r["max_abs_diff_vs_einsum"] for r in runs]
     path = write_json(a.out, {"shapes": {k: dict(zip("B C_in C_out H W k".split(), v)) for k, v in SHAPES.items()},
                               "local": local_rows, "lcn_l2pool": lcn_rows, "memory": memory,
-                              "max_abs_diff_vs_einsum": max(r["max_abs_diff_vs_einsum"] for r in runs),
-                              "jax_note": runs[0]["jax_note"]})
+                              "max_abs_diff_vs_einsum": max(diffs) if diffs else None,
+                              "jax_note": jax_note})
+    cols = ["threads", "shape", "conv2d_ms", "ours_ms", "unfold_einsum_ms", "jax_ms", "ours/conv2d", "ours/einsum", "ours/jax"]
+    if local_rows:
+        print("LocallyConnected2d, forward + backward, float32 CPU (ms, min over rounds)")
+        print(table(local_rows, cols))
+        print("\nLocalContrastNorm2d(9x9) vs Conv2d 3x3 same channels; L2Pool2d(2) vs MaxPool2d(2)")
+        print(table(lcn_rows, ["threads", "shape", "lcn_ms", "conv3x3_ms", "lcn/conv3x3", "l2pool_ms", "maxpool_ms", "l2/max"]))
+    if memory:
+        print("\nPeak memory of one step above inputs + weights + grad_y (MiB); allowed = one unfolded copy + outputs")
+        print(table(memory, ["shape", "impl", "extra_mib", "unfolded_mib", "outputs_mib", "allowed_mib"]))
     print(f"\nwrote {path}")
 
 
