@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 from threadpoolctl import threadpool_limits
 
-from visionnets.baselines.compare import (NOT_MEASURED, PROPERTIES, TABLE_COLUMNS, Row, compare,
+from visionnets.baselines.compare import (NOT_MEASURED, PROPERTIES, TABLE_COLUMNS, Row, compare, family,
                                           parse_options, properties, render_properties,
                                           render_table, report, row_from_run)
 from visionnets.data.base import Dataset, Split
@@ -193,3 +193,6 @@ def test_deep_net_column_reads_the_pretraining_gain(all_rows):
     assert props["Deep nets"]["Fast training"] == "10 s to train [measured]"
     alone = properties(list(all_rows) + [net("m_pretrained", 1.2, True)])
     assert alone["Deep nets"]["Leverage unlab. data"] == NOT_MEASURED
+    linear = net("m_linear", 8.0, False)
+    linear.params = {"model": {"name": "linear"}}
+    assert "Deep nets" not in properties([linear]) and family(linear) == "Linear"

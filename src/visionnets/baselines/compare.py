@@ -358,7 +358,7 @@ PROPERTIES = ["Adaptive features", "Hierarchical features", "End-to-end learning
 # What each family is by construction (a fact of the algorithm as built here, not a measurement).
 _DESIGN = {
     "Deep nets": {"Adaptive features": "yes (every layer is learned)",
-                  "Hierarchical features": "yes when it has hidden layers",
+                  "Hierarchical features": "yes (layers of learned features)",
                   "End-to-end learning": "yes (one gradient through all layers)"},
     "Boosting": {"Adaptive features": "no (thresholds on fixed pixels)",
                  "Hierarchical features": "no (a shallow sum of weak learners)",
@@ -373,7 +373,7 @@ _DESIGN = {
     "k-NN": {"Adaptive features": "no (raw pixels)", "Hierarchical features": "no",
              "End-to-end learning": "no (nothing is learned)", "Leverage unlab. data": "no (needs labels)"},
     "Linear": {"Adaptive features": "no (raw pixels)", "Hierarchical features": "no",
-               "End-to-end learning": "yes (one layer)", "Leverage unlab. data": "no (needs labels)"},
+               "End-to-end learning": "yes (a single layer)", "Leverage unlab. data": "no (needs labels)"},
 }
 NOT_MEASURED = "not measured yet"
 
@@ -381,6 +381,14 @@ NOT_MEASURED = "not measured yet"
 def _span(values: list[float], spec: str, unit: str) -> str:
     lo, hi = min(values), max(values)
     return f"{lo:{spec}} {unit}" if math.isclose(lo, hi, rel_tol=0.05) else f"{lo:{spec}}–{hi:{spec}} {unit}"
+
+
+def family(row: Row) -> str:
+    """The properties-table column of a row: our nets are "Deep nets" unless their model is linear."""
+    if row.kind == "net":
+        model = row.params.get("model") or {}
+        return "Linear" if isinstance(model, dict) and model.get("name") == "linear" else "Deep nets"
+    return FAMILIES.get(row.method, row.method)
 
 
 def _pretraining_gains(rows: Sequence[Row]) -> list[tuple[str, float, float, float]]:
@@ -405,7 +413,7 @@ def properties(rows: Sequence[Row]) -> dict[str, dict[str, str]]:
     """
     fams: dict[str, list[Row]] = {}
     for r in rows:
-        fams.setdefault("Deep nets" if r.kind == "net" else FAMILIES.get(r.method, r.method), []).append(r)
+        fams.setdefault(family(r), []).append(r)
     out = {}
     for fam in [f for f in FAMILY_ORDER if f in fams] + [f for f in fams if f not in FAMILY_ORDER]:
         rs, cells = fams[fam], {}
