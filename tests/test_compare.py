@@ -1,6 +1,7 @@
 """The comparison: rows measured per method, the tables, the files, the command line."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -126,6 +127,9 @@ def test_report_writes_json_and_png(all_rows, tmp_path):
     assert data["rows"][0]["error"] == all_rows[0].error
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.png"]   # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "c.json").stat().st_mode & 0o777 == 0o666 & ~umask     # not mkstemp's 0600
 
 
 @pytest.mark.slow
@@ -134,7 +138,8 @@ def test_rows_from_a_run_directory(tmp_path):
 
     result = api.train("digits_convnet", ["train.epochs=1"], out=tmp_path / "run", progress=False,
                        figures=False)
-    row = row_from_run(result.run_dir, "digits")
+    row = row_from_run(result.run_dir, "digits", repeats=2)
+    assert row.extra["test_time_repeats"] == 2
     run = api.load_run(result.run_dir)
     assert row.kind == "net" and row.method == "digits_convnet"
     assert row.error == pytest.approx(100 * api.evaluate(run, "test")["error"])

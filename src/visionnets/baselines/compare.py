@@ -194,11 +194,13 @@ def _read_metrics(run_dir: Path) -> list[dict]:
     return lines
 
 
-def row_from_run(run_dir: str | Path, dataset: str, data_dir: str | Path | None = None) -> Row:
+def row_from_run(run_dir: str | Path, dataset: str, data_dir: str | Path | None = None,
+                 repeats: int = 1) -> Row:
     """A table row for a finished run directory, measured here.
 
     The run's model (its best checkpoint) is loaded with ``visionnets.api.load_run`` and
-    evaluated on the whole test split: that gives the error and the test time. The training
+    evaluated on the whole test split: that gives the error and the test time (the best of
+    ``repeats`` evaluations, which tames the noise of a shared machine). The training
     time is the sum of the epochs' ``train_seconds`` in metrics.jsonl (plus the pre-training
     time when pretrain.json records one).
     """
@@ -228,9 +230,13 @@ def row_from_run(run_dir: str | Path, dataset: str, data_dir: str | Path | None 
         else:
             train_s += float(seconds)
     run = api.load_run(run_dir, data_dir)
-    t0 = time.perf_counter()
-    result = api.evaluate(run, "test", device="cpu")
-    test_s = time.perf_counter() - t0
+    if repeats < 1:
+        raise ConfigError(f"repeats: expected at least 1 evaluation, got {repeats}")
+    test_s = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = api.evaluate(run, "test", device="cpu")
+        test_s = min(test_s, time.perf_counter() - t0)
     n_test = int(result["n"])
     tutorial_name = TUTORIAL_NETS.get(name)
     return Row(method=name, label=f"{name} (visionnets)", kind="net", tutorial_name=tutorial_name,
@@ -240,7 +246,7 @@ def row_from_run(run_dir: str | Path, dataset: str, data_dir: str | Path | None 
                n_parameters=sum(p.numel() for p in run.model.parameters()),
                n_train=len(run.dataset.train), n_test=n_test, source=str(run_dir),
                params={"epochs": len(metrics), "model": recipe.get("model")}, notes="; ".join(notes),
-               extra={"pretrained": recipe.get("pretrain") is not None,
+               extra={"pretrained": recipe.get("pretrain") is not None, "test_time_repeats": repeats,
                       "metrics_last_test_error": metrics[-1].get("test_error")})
 
 
@@ -378,9 +384,13 @@ _DESIGN = {
 NOT_MEASURED = "not measured yet"
 
 
-def _span(values: list[float], spec: str, unit: str) -> str:
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def _span(values: list[float], unit: str) -> str:
     lo, hi = min(values), max(values)
-    return f"{lo:{spec}} {unit}" if math.isclose(lo, hi, rel_tol=0.05) else f"{lo:{spec}}–{hi:{spec}} {unit}"
+    return f"{_num(lo)} {unit}" if math.isclose(lo, hi, rel_tol=0.05) else f"{_num(lo)}–{_num(hi)} {unit}"
 
 
 def family(row: Row) -> str:
@@ -422,10 +432,10 @@ def properties(rows: Sequence[Row]) -> dict[str, dict[str, str]]:
             cells[prop] = f"{design} [by construction]" if design else NOT_MEASURED
         times = [r.train_seconds for r in rs if r.train_seconds is not None]
         if times:
-            cells["Fast training"] = _span(times, ".3g", "s to train") + " [measured]"
+            cells["Fast training"] = _span(times, "s to train") + " [measured]"
         tests = [1000 * r.test_seconds_per_1000 for r in rs if r.test_seconds_per_1000 is not None]
         if tests:
-            cells["Fast at test time"] = _span(tests, ".3g", "ms / 1,000 images") + " [measured]"
+            cells["Fast at test time"] = _span(tests, "ms / 1,000 images") + " [measured]"
         gains = [r.extra["unlabelled_gain"] for r in rs if "unlabelled_gain" in r.extra]
         if gains:
             g = gains[0]
@@ -470,8 +480,11 @@ def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)             # mkstemp makes it 0600; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
