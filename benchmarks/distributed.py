@@ -14,12 +14,13 @@ shards' histograms. Writes benchmarks/results/distributed.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from _common import data_dir, table, write_json
+from _common import RESULTS, data_dir, table, write_json
 from visionnets.distributed import train_distributed
 from visionnets.distributed.cluster import start_ray
 from visionnets.models import count_parameters
@@ -56,11 +57,14 @@ def main(argv=None):
     ap.add_argument("--data-dir")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--replicas", type=int, nargs="+", default=[4, 1, 2])
-    ap.add_argument("--ddp-workers", type=int, nargs="+", default=[2])
+    ap.add_argument("--ddp-workers", type=int, nargs="*", default=[2])
     ap.add_argument("--ps-shards", type=int, default=2)
     ap.add_argument("--runs", default="runs/bench-distributed")
     ap.add_argument("--quick", action="store_true", help="2,000 training images, 1 epoch (smoke test)")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--label", default="", help="appended to the config names of this invocation")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of the existing JSON (other configs) and add this invocation's")
     args = ap.parse_args(argv)
     overrides = SMALLER + [f"train.epochs={args.epochs if not args.quick else 2}"] + args.overrides
     if args.quick:
@@ -70,6 +74,10 @@ def main(argv=None):
     # the acceptance run first; results are written after every run (a cut-short run keeps them)
     configs = [("downpour", r) for r in args.replicas] + [("ddp", w) for w in args.ddp_workers]
     rows: list[dict] = []
+    previous = RESULTS / f"{name}.json"
+    if args.merge and previous.is_file():
+        old = json.loads(previous.read_text())
+        rows = [{"overrides": old.get("overrides"), **row} for row in old["rows"]]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     ray = started = None
     for executor, n in configs:
@@ -83,12 +91,13 @@ def main(argv=None):
             res = train_distributed("downpour", "mnist_convnet", overrides, data_dir=root,
                                     out=Path(args.runs) / f"downpour-R{n}-{stamp}", replicas=n,
                                     ps_shards=args.ps_shards, n_fetch=1, n_push=1, progress=True, figures=False)
-            config = f"downpour R={n} S={args.ps_shards}"
+            config = f"downpour R={n} S={args.ps_shards}{args.label}"
         else:
             res = train_distributed("ddp", "mnist_convnet", overrides, data_dir=root,
                                     out=Path(args.runs) / f"ddp-W{n}-{stamp}", workers=n, progress=True, figures=False)
-            config = f"ddp W={n}"
-        rows.append(summarize(config, executor, n, res, time.perf_counter() - t0))
+            config = f"ddp W={n}{args.label}"
+        rows = [row for row in rows if row["config"] != config]
+        rows.append({**summarize(config, executor, n, res, time.perf_counter() - t0), "overrides": overrides})
         report(rows, name, overrides, count_parameters(res.model), args.ps_shards)
     if started:
         ray.shutdown()
@@ -103,7 +112,7 @@ def report(rows: list[dict], name: str, overrides: list[str], params: int, shard
     print(table(rows, cols), file=sys.stderr)
     curves = [{"config": row["config"], **c} for row in rows for c in row["curve"]]
     print(table(curves, ["config", "epoch", "examples_seen", "wall_s", "test_error_pct"]), file=sys.stderr)
-    path = write_json(name, {"recipe": "mnist_convnet", "overrides": overrides, "parameters": params,
+    path = write_json(name, {"recipe": "mnist_convnet", "overrides": rows[0]["overrides"], "parameters": params,
                              "ps_shards": shards, "n_fetch": 1, "n_push": 1, "rows": rows,
                              "note": "staleness columns (mean, p50, p95, max): shard versions behind at push "
                                      "time, over all pushes of the run; efficiency = throughput / (parallel x "
