@@ -160,3 +160,14 @@ def test_train_distributed_rejects_unknown_executor_and_options():
         train_distributed("horovod", "digits_convnet")
     with pytest.raises(ConfigError, match="unknown option 'replicas'"):
         train_distributed("ddp", "digits_convnet", replicas=2)
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch):
+    import sys
+
+    from visionnets.distributed.cluster import import_ray
+    from visionnets.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "ray", None)   # as if it were not installed
+    with pytest.raises(MissingExtraError, match=r"visionnets\[distributed\]"):
+        import_ray()
