@@ -177,3 +177,10 @@ def test_resume_continues_a_downpour_run(ray_session, tmp_path):
     assert [h["epoch"] for h in r.history] == [1, 2]
     assert r.history[-1]["examples_seen"] == 2 * len(r.dataset.train)
     assert json.loads((r.run_dir / "executor.json").read_text())["options"]["replicas"] == 2
+
+
+def test_more_replicas_than_ray_cpus_is_a_config_error(ray_session, tmp_path):
+    from visionnets.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="3 replicas need one Ray CPU each; the Ray cluster has 2"):
+        train_distributed("downpour", "digits_convnet", TINY, out=tmp_path / "run", replicas=3, progress=False)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -274,8 +275,15 @@ class Downpour:
         from visionnets.objectives import build_objective
 
         self.objective = build_objective(self.rec.objective.model_dump())
-        self.ray, self._started = start_ray(self.address, self.num_cpus)
+        local_cpus = self.num_cpus or max(os.cpu_count() or 1, self.R) if self.address is None else None
+        self.ray, self._started = start_ray(self.address, local_cpus)
         ray = self.ray
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if cpus < self.R:
+            if self._started:
+                ray.shutdown()
+            raise ConfigError(f"downpour: {self.R} replicas need one Ray CPU each; the Ray cluster has {cpus:g} "
+                              f"(start it with more, or use fewer --replicas)")
         self.wall0 = time.perf_counter()
         self.wall_before = 0.0
         self.staleness_all: Counter = Counter()
