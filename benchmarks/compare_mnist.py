@@ -3,6 +3,10 @@
     flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/compare_mnist.py [--data-dir DIR]
         [--runs RUN_DIR ...] [--resume] [--methods NAME ...]
 
+    # add (or refresh) our nets without retraining the baselines, and refresh docs/compare.md:
+    flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/compare_mnist.py --resume \
+        --find-runs runs/bench --pretrain-json benchmarks/results/mnist_pretrain.json --docs docs/compare.md
+
 Trains every scikit-learn baseline on the 60,000 training images, tests on the 10,000 test
 images, measures our nets from finished run directories (``--runs``; they are not retrained
 here), and writes benchmarks/results/compare_mnist.json and compare_mnist.png. The JSON is
@@ -132,6 +136,18 @@ def rows_from_pretrain_json(path: Path, data_dir: str | None) -> list[Row]:
     return rows
 
 
+def update_docs(path: Path, tables: str) -> None:
+    """Replace the block between ``<!-- RESULTS -->`` and ``<!-- /RESULTS -->`` in ``path`` with ``tables``."""
+    start, end = "<!-- RESULTS -->", "<!-- /RESULTS -->"
+    doc = path.read_text()
+    if start not in doc or end not in doc:
+        raise SystemExit(f"{path}: no {start} ... {end} block to fill")
+    i, j = doc.index(start), doc.index(end) + len(end)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(doc[:i] + f"{start}\n\n{tables}\n\n{end}" + doc[j:])
+    os.replace(tmp, path)
+
+
 def _default_data_dir() -> str | None:
     env = os.environ.get("VISIONNETS_DATA")
     if env:
@@ -151,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-json", metavar="PATH", default=None,
                    help="also add the 4-layer nets measured by benchmarks/mnist_pretrain.py "
                         "(e.g. benchmarks/results/mnist_pretrain.json)")
+    p.add_argument("--docs", metavar="MD", default=None,
+                   help="rewrite the tables between <!-- RESULTS --> markers of MD (e.g. docs/compare.md)")
     p.add_argument("--resume", action="store_true", help="keep the rows already in the JSON")
     p.add_argument("--threads", type=int, default=None, help="cap BLAS/OpenMP threads (default: all)")
     p.add_argument("--out", default=str(RESULTS))
@@ -218,9 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         save()
     ref.append(reference_seconds())
     save()
-    print(render_table(rows))
-    print()
-    print(render_properties(properties(rows)))
+    tables = render_table(rows) + "\n\n" + render_properties(properties(rows))
+    print(tables)
+    if args.docs:
+        update_docs(Path(args.docs), tables)
     print(f"\nreference workload: {min(ref):.3f} s (runs: {', '.join(f'{s:.3f}' for s in ref)})")
     print(f"wrote {path} and {out / (stem + '.png')}")
     return 0
