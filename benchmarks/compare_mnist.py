@@ -4,8 +4,9 @@
         [--runs RUN_DIR ...] [--resume] [--methods NAME ...]
 
     # add (or refresh) our nets without retraining the baselines, and refresh docs/compare.md:
-    flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/compare_mnist.py --resume \
-        --find-runs runs/bench --pretrain-json benchmarks/results/mnist_pretrain.json --docs docs/compare.md
+    flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/compare_mnist.py --resume \\
+        --find-runs runs/bench --pretrain-json benchmarks/results/mnist_pretrain.json \\
+        --distributed-json benchmarks/results/distributed.json --docs docs/compare.md
 
 Trains every scikit-learn baseline on the 60,000 training images, tests on the 10,000 test
 images, measures our nets from finished run directories (``--runs``; they are not retrained
@@ -148,6 +149,22 @@ def update_docs(path: Path, tables: str) -> None:
     os.replace(tmp, path)
 
 
+def parallel_speedups(path: Path) -> str:
+    """The "Easy to parallelize" cell of our nets, from benchmarks/distributed.py's JSON.
+
+    Training throughput (examples/s) of each parallel configuration over one Downpour replica.
+    """
+    data = json.loads(path.read_text())
+    one = [r for r in data["rows"] if r["executor"] == "downpour" and r["parallel"] == 1]
+    if not one:
+        raise SystemExit(f"{path}: no one-replica Downpour row to measure speed-ups against")
+    base = one[0]["throughput_ex_s"]
+    parts = [f"{r['config']}: {r['throughput_ex_s'] / base:.2f}x ({r['test_error_pct']:.2f}% error)"
+             for r in sorted(data["rows"], key=lambda r: (r["executor"], r["parallel"])) if r["parallel"] > 1]
+    return (f"training throughput over 1 Downpour replica on {data['machine']['cpu_count']} cores: "
+            + "; ".join(parts) + f" ({path.name})")
+
+
 def _default_data_dir() -> str | None:
     env = os.environ.get("VISIONNETS_DATA")
     if env:
@@ -167,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrain-json", metavar="PATH", default=None,
                    help="also add the 4-layer nets measured by benchmarks/mnist_pretrain.py "
                         "(e.g. benchmarks/results/mnist_pretrain.json)")
+    p.add_argument("--distributed-json", metavar="PATH", default=None,
+                   help="fill our nets' 'Easy to parallelize' from benchmarks/distributed.py's JSON "
+                        "(e.g. benchmarks/results/distributed.json)")
     p.add_argument("--docs", metavar="MD", default=None,
                    help="rewrite the tables between <!-- RESULTS --> markers of MD (e.g. docs/compare.md)")
     p.add_argument("--resume", action="store_true", help="keep the rows already in the JSON")
@@ -187,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = [Row(**{k: v for k, v in r.items() if k in names}) for r in old["rows"]]
         ref = old.get("reference_seconds", []) + ref
     done = {r.method for r in rows}
+    measured = {}
+    if args.distributed_json:
+        measured["Deep nets"] = {"Easy to parallelize": parallel_speedups(Path(args.distributed_json))}
 
     def save() -> str:
         meta = {"dataset": args.dataset, "benchmark": "benchmarks/compare_mnist.py",
@@ -196,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if r.train_seconds is not None:
                 r.extra["train_ratio"] = r.train_seconds / min(ref)
-        return report(rows, out, stem=stem, meta=meta)
+        return report(rows, out, stem=stem, meta=meta, measured=measured)
 
     from threadpoolctl import threadpool_limits
 
@@ -236,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         save()
     ref.append(reference_seconds())
     save()
-    tables = render_table(rows) + "\n\n" + render_properties(properties(rows))
+    tables = render_table(rows) + "\n\n" + render_properties(properties(rows, measured))
     print(tables)
     if args.docs:
         update_docs(Path(args.docs), tables)

@@ -201,3 +201,10 @@ def test_deep_net_column_reads_the_pretraining_gain(all_rows):
     linear = net("m_linear", 8.0, False)
     linear.params = {"model": {"name": "linear"}}
     assert "Deep nets" not in properties([linear]) and family(linear) == "Linear"
+
+
+def test_cells_measured_elsewhere(all_rows):
+    props = properties(all_rows, {"SVM": {"Easy to parallelize": "1.5x with 2 workers"}})
+    assert props["SVM"]["Easy to parallelize"] == "1.5x with 2 workers [measured]"
+    with pytest.raises(ConfigError, match="measured.SVM.Speed: not a property"):
+        properties(all_rows, {"SVM": {"Speed": "fast"}})

@@ -415,12 +415,14 @@ def _pretraining_gains(rows: Sequence[Row]) -> list[tuple[str, float, float, flo
     return out
 
 
-def properties(rows: Sequence[Row]) -> dict[str, dict[str, str]]:
+def properties(rows: Sequence[Row], measured: dict[str, dict[str, str]] | None = None
+               ) -> dict[str, dict[str, str]]:
     """The tutorial's properties table: ``{family: {property: cell}}`` for the families present.
 
     Training and test time come from the rows; the gain from unlabelled data from the RBM
     row's measurement, or, for our nets, from a pre-trained net (``<name>_pretrained``) against
-    the same net from random init (``<name>_random``); the rest is what the method is by construction (marked so) or
+    the same net from random init (``<name>_random``); ``measured[family][property]`` adds
+    cells measured elsewhere (e.g. the speed-up of parallel workers); the rest is what the method is by construction (marked so) or
     "not measured yet".
     """
     fams: dict[str, list[Row]] = {}
@@ -452,6 +454,10 @@ def properties(rows: Sequence[Row]) -> dict[str, dict[str, str]]:
                 f"{'helps' if g > 0 else 'no gain here'}: {g:+.2f} points from unsupervised pre-training "
                 f"({name}: {e0:.2f}% from random init, {e1:.2f}% pre-trained)" for name, g, e0, e1 in twins
             ) + " [measured]"
+        for prop, text in (measured or {}).get(fam, {}).items():
+            if prop not in PROPERTIES:
+                raise ConfigError(f"measured.{fam}.{prop}: not a property; expected one of {', '.join(PROPERTIES)}")
+            cells[prop] = f"{text} [measured]"
         out[fam] = cells
     return out
 
@@ -493,11 +499,12 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_json(path: str | Path, rows: Sequence[Row], meta: dict | None = None) -> Path:
+def write_json(path: str | Path, rows: Sequence[Row], meta: dict | None = None,
+               measured: dict | None = None) -> Path:
     """Rows, the properties table and the machine, as one JSON file written atomically."""
     path = Path(path)
     payload = {**(meta or {}), "machine": machine(), "rows": [asdict(r) for r in rows],
-               "properties": properties(rows)}
+               "properties": properties(rows, measured), "measured_properties": measured or {}}
     _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
     return path
 
@@ -533,9 +540,10 @@ def plot(path: str | Path, rows: Sequence[Row], title: str = "") -> Path:
     return path
 
 
-def report(rows: Sequence[Row], out_dir: str | Path, stem: str = "compare", meta: dict | None = None) -> str:
+def report(rows: Sequence[Row], out_dir: str | Path, stem: str = "compare", meta: dict | None = None,
+           measured: dict | None = None) -> str:
     """Write ``out_dir/<stem>.json`` and ``out_dir/<stem>.png``; return both markdown tables."""
     out_dir = Path(out_dir)
-    write_json(out_dir / f"{stem}.json", rows, meta)
+    write_json(out_dir / f"{stem}.json", rows, meta, measured)
     plot(out_dir / f"{stem}.png", rows, title=f"{(meta or {}).get('dataset', '')} test error".strip())
-    return render_table(rows) + "\n\n" + render_properties(properties(rows))
+    return render_table(rows) + "\n\n" + render_properties(properties(rows, measured))
