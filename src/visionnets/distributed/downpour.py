@@ -54,7 +54,8 @@ from visionnets.distributed.run import EarlyStop, final_record, read_history, wr
 from visionnets.distributed.sharding import ShardLayout
 from visionnets.errors import CheckpointError, ConfigError, TrainingError, VisionnetsError
 from visionnets.recipes import Recipe
-from visionnets.train.checkpoint import atomic_write_text, load_checkpoint, read_checkpoint, save_checkpoint
+from visionnets.io import atomic_write_text
+from visionnets.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from visionnets.train.trainer import _summary, evaluate_model
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from visionnets.api import RunResult, _new_run_dir, build_data
 from visionnets.data.base import Dataset
 from visionnets.errors import CheckpointError, ConfigError
 from visionnets.recipes import Recipe, load_recipe
-from visionnets.train.checkpoint import atomic_write_text
+from visionnets.io import atomic_write_text
 
 EXECUTORS = ("local", "downpour", "ddp")
 # runs of these executors can continue one another: DDP keeps the Trainer's checkpoint format
