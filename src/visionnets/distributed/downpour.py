@@ -53,8 +53,8 @@ from visionnets.distributed.replica import Replica, batch_sizes, slot_indices, s
 from visionnets.distributed.run import EarlyStop, final_record, read_history, write_executor, write_metrics
 from visionnets.distributed.sharding import ShardLayout
 from visionnets.errors import CheckpointError, ConfigError, TrainingError, VisionnetsError
-from visionnets.recipes import Recipe
 from visionnets.io import atomic_write_text
+from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from visionnets.train.trainer import _summary, evaluate_model
 

@@ -19,10 +19,9 @@ from torch import nn
 from visionnets.api import RunResult, _new_run_dir, build_data
 from visionnets.data.base import Dataset
 from visionnets.errors import CheckpointError, ConfigError
-from visionnets.recipes import Recipe, load_recipe
 from visionnets.io import atomic_write_text
+from visionnets.recipes import Recipe, load_recipe
 
-EXECUTORS = ("local", "downpour", "ddp")
 # runs of these executors can continue one another: DDP keeps the Trainer's checkpoint format
 COMPATIBLE = {"local": {"local", "ddp"}, "ddp": {"local", "ddp"}, "downpour": {"downpour"}}
 
