@@ -5,6 +5,9 @@ same batch size, same optimizer, same number of steps, in one process; the order
 runs alternates over repeats and the median ratio is reported. The Trainer runs as users run it:
 progress bar on, metrics, a checkpoint written each epoch, test evaluation each epoch (the
 plain loop evaluates too, so both do the same work apart from the loop's bookkeeping).
+Both wall time and process CPU time are recorded; on a shared machine the CPU-time ratio is the
+robust one (other processes inflate wall time, not this process's CPU time), so the verdict
+uses the median CPU-time ratio.
 
     python benchmarks/train_overhead.py [--repeats 5] [--n 20000] [--epochs 2]
 """
@@ -49,8 +52,8 @@ def plain_loop(model, x, y, xt, yt, epochs, bs, lr):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
     args = ap.parse_args(argv)
@@ -63,10 +66,10 @@ def main(argv=None):
     base = build_model({"name": "mlp", "hidden": [800]}, (1, 28, 28), 10)
     rows, ratios = [], []
     for rep in range(args.repeats):
-        times = {}
+        times, cpu = {}, {}
         for which in (("plain", "trainer") if rep % 2 == 0 else ("trainer", "plain")):
             model = copy.deepcopy(base)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if which == "plain":
                 plain_loop(model, x, y, xt, yt, args.epochs, args.batch_size, 0.05)
             else:
@@ -75,13 +78,18 @@ def main(argv=None):
                             optimizer=OptimizerSection(lr=0.05, momentum=0.9), run_dir=tmp,
                             progress=True).fit()
             times[which] = time.perf_counter() - t0
-        ratios.append(times["trainer"] / times["plain"])
-        rows.append({"repeat": rep, "plain_s": times["plain"], "trainer_s": times["trainer"], "ratio": ratios[-1]})
-    print(table(rows, ["repeat", "plain_s", "trainer_s", "ratio"]), file=sys.stderr)
+            cpu[which] = time.process_time() - c0
+        ratios.append(cpu["trainer"] / cpu["plain"])
+        rows.append({"repeat": rep, "plain_wall_s": times["plain"], "trainer_wall_s": times["trainer"],
+                     "wall_ratio": times["trainer"] / times["plain"], "plain_cpu_s": cpu["plain"],
+                     "trainer_cpu_s": cpu["trainer"], "cpu_ratio": ratios[-1]})
+    print(table(rows, list(rows[0])), file=sys.stderr)
     med = statistics.median(ratios)
-    print(f"median Trainer / plain time: {med:.3f} (target <= 1.05)", file=sys.stderr)
+    med_wall = statistics.median(r["wall_ratio"] for r in rows)
+    print(f"median Trainer / plain CPU time: {med:.3f} (target <= 1.05); wall: {med_wall:.3f}", file=sys.stderr)
     path = write_json("train_overhead", {"config": vars(args), "model": "mlp 784-800-10", "rows": rows,
-                                         "median_ratio": med, "target": 1.05, "pass": med <= 1.05})
+                                         "median_cpu_ratio": med, "median_wall_ratio": med_wall,
+                                         "target": 1.05, "pass": med <= 1.05})
     print(f"wrote {path}", file=sys.stderr)
 
 
