@@ -74,3 +74,14 @@ def test_user_can_register_a_model():
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(math.prod(input_shape), num_outputs))
 
     assert count_parameters(build_model({"name": "tiny_test_model"}, (1, 2, 2), 3)) == 15
+
+
+@pytest.mark.parametrize("layer", ["local", "tiled"])
+def test_local_and_tiled_stages_get_he_init_over_their_true_fan_in(layer):
+    net = build_model({"name": "convnet", "stages": [{"layer": layer, "channels": 8, "kernel": 5, "tile": 2,
+                                                      "pool": "none"}]}, (3, 16, 16), 10)
+    w = net.stage1.filter.weight                      # (.., .., out, in, kh, kw); fan-in = 3 * 5 * 5
+    bound = math.sqrt(6.0 / 75)
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    conv = build_model({"name": "convnet", "stages": [{"channels": 8, "kernel": 5, "pool": "none"}]}, (3, 16, 16), 10)
+    assert w.std().item() == pytest.approx(conv.stage1.filter.weight.std().item(), rel=0.15)
