@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
+TESTSTAMP = $(VENV)/.installed-test
 
 .PHONY: demo test install install-all bench clean
 
@@ -13,12 +14,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The tests also exercise the optional extras: Ray (Downpour) and TensorBoard logging.
+$(TESTSTAMP): $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,distributed,tensorboard]'
+	touch $(TESTSTAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/visionnets demo
 
-test: $(STAMP)
+test: $(TESTSTAMP)
 	$(PY) -m pytest -q
 
 # All extras (Ray, TensorBoard, JAX for the layer benchmark).
