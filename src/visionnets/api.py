@@ -110,6 +110,8 @@ def train(recipe: str | Path | dict | Recipe, overrides: list[str] | tuple[str, 
     else:
         rec = recipe if isinstance(recipe, Recipe) and not overrides else load_recipe(recipe, overrides)
         run_dir = None
+    if rec.threads is not None:
+        torch.set_num_threads(rec.threads)
     dataset = build_data(rec, data_dir)
     model = build_for(rec, dataset)
     objective = build_objective(rec.objective.model_dump())

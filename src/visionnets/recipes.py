@@ -95,6 +95,7 @@ class Recipe(_Section):
     description: str = ""
     seed: int = 0
     device: str = "auto"
+    threads: PosInt | None = None  # CPU threads for torch (None: torch's default, one per core)
     data: DataSection = DataSection()
     model: dict[str, Any]
     objective: ObjectiveSection = ObjectiveSection()
