@@ -91,7 +91,10 @@ def test_data_check_accepts_raw_mnist(tmp_path, capsys):
     assert capsys.readouterr().out.count(" ok ") == 4
 
 
-def test_data_check_mismatch_and_missing(tmp_path, capsys):
+def test_data_check_mismatch_and_missing(tmp_path, capsys, monkeypatch):
+    # only --data-dir may be searched: no $VISIONNETS_DATA (CI sets it), no ~/.cache/visionnets
+    monkeypatch.delenv("VISIONNETS_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     folder = tmp_path / "faces"
     folder.mkdir()
     (folder / "orl_faces.npz").write_bytes(b"not the real file")
