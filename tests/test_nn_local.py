@@ -10,15 +10,6 @@ from visionnets.nn import LocallyConnected2d, TiledConv2d
 from visionnets.nn import functional as VF
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops on 2 OpenMP threads crawl when the machine is oversubscribed; 1 thread is steady."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # (batch, in_ch, out_ch, H, W, kernel, stride, padding): non-square inputs and kernels, strides,
 # paddings and batch 1
 CASES = [

@@ -9,14 +9,6 @@ from visionnets.nn import DivisiveNorm2d, LocalContrastNorm2d, SubtractiveNorm2d
 from visionnets.nn import functional as VF
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def local_mean_loops(z, k, sigma):
     """m[b, i, j] = sum_{c,p,q in image} g_pq z[b,c,i+p,j+q] / C / sum_{p,q in image} g_pq."""
     b, c, h, w = z.shape

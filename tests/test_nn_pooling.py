@@ -10,14 +10,6 @@ from visionnets.nn import AvgPool2d, L2Pool2d, LpPool2d, MaxPool2d
 from visionnets.nn import functional as VF
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def loop_reference(x, p, kernel, stride, padding, gaussian, eps):
     """y[b, c, i, j] = (sum_{(u,v) in window} w_uv |x[b, c, i s + u, j s + v]|^p + eps)^(1/p)."""
     (kh, kw), (sh, sw), (ph, pw) = VF._pair(kernel, "k"), VF._pair(stride, "s"), VF._pair(padding, "p", 0)

@@ -16,15 +16,6 @@ from visionnets.unsupervised import (RBM, RICA, ZCA, AutoEncoder, DenoisingAutoE
 SMALL = dict(n_epochs=2, batch_size=16, device="cpu", random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is ~20x faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _learners():
     return [AutoEncoder(n_components=3, **SMALL), SparseAutoEncoder(n_components=6, **SMALL),
             DenoisingAutoEncoder(n_components=3, noise="gaussian", noise_level=0.1, **SMALL),

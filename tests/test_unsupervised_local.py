@@ -9,14 +9,6 @@ from visionnets.unsupervised.local_stage import LocalStage, local_decode, local_
 D64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_decoder_is_the_adjoint_of_local_filtering():
     """<W x, z> = <x, W^T z> for every x, z: local_decode with the encoder's weight is its transpose."""
     g = torch.Generator().manual_seed(0)

@@ -15,14 +15,6 @@ from visionnets.unsupervised.patches import squared_distances, triangle_activati
 D64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _finite_difference(f, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     g = torch.zeros_like(x)
     flat = x.view(-1)

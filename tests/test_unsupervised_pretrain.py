@@ -10,14 +10,6 @@ from visionnets.unsupervised import pretrain as pt
 from visionnets.unsupervised.pretrain import mlp_layers, pretrain_mlp
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _net(act=nn.Sigmoid):
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(36, 16), act(), nn.Dropout(0.2), nn.Linear(16, 8), act(),

@@ -23,14 +23,6 @@ RECIPE = {"name": "toy", "model": {"name": "convnet", "stages": [{"channels": 4}
           "path": Path("/x"), "sizes": (1, 2)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def history(epochs=4, regression=False):
     out = []
     for e in range(1, epochs + 1):

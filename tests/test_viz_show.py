@@ -9,14 +9,6 @@ from visionnets.errors import ConfigError
 from visionnets.viz.show import show
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def toy():
     x, y = torch.rand(40, 1, 8, 8), torch.arange(40) % 4
     ds = Dataset("toy", Split(x, y), None, Split(x, y), (1, 8, 8), num_classes=4)

@@ -10,15 +10,6 @@ from visionnets.viz.optimal import activation_at_norm, optimal_input, plot_optim
 from visionnets.viz.top import layer_output, plot_top, top_images, unit_activation, unit_activations
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny forward passes: threads only add contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def small_convnet():
     return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Flatten(),
