@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from threadpoolctl import threadpool_limits
 from visionnets.baselines.base import as_features, as_labels
 from visionnets.baselines.methods import BASELINES
 from visionnets.errors import CheckpointError, ConfigError, DataError
+from visionnets.io import atomic_write
 
 # The tutorial's MNIST table ("Comparison to other methods"; numbers from LeCun's MNIST page).
 TUTORIAL_MNIST = {
@@ -484,28 +484,13 @@ def machine() -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)             # mkstemp makes it 0600; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: str | Path, rows: Sequence[Row], meta: dict | None = None,
                measured: dict | None = None) -> Path:
     """Rows, the properties table and the machine, as one JSON file written atomically."""
     path = Path(path)
     payload = {**(meta or {}), "machine": machine(), "rows": [asdict(r) for r in rows],
                "properties": properties(rows, measured), "measured_properties": measured or {}}
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n"))
     return path
 
 
@@ -535,7 +520,7 @@ def plot(path: str | Path, rows: Sequence[Row], title: str = "") -> Path:
     ax.set_title(title or "test error: measured vs the tutorial's table")
     ax.legend()
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return path
 

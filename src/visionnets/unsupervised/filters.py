@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from visionnets.errors import ConfigError
+from visionnets.io import atomic_write_bytes
 
 
 def filter_tiles(weights, shape: tuple[int, int, int], ncols: int | None = None, pad: int = 1,
@@ -61,16 +62,5 @@ def save_filter_grid(weights, path: str | os.PathLike, shape: tuple[int, int, in
         img = img.repeat(zoom, axis=0).repeat(zoom, axis=1)
     buf = io.BytesIO()
     imsave(buf, img, format="png")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a picture is for everyone to read
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, buf.getvalue())
     return img

@@ -16,7 +16,6 @@ import contextlib
 import io
 import math
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -25,23 +24,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from visionnets.errors import ConfigError
+from visionnets.io import atomic_write_bytes  # noqa: F401 (used by the viz modules)
 
 NORMALIZE = ("minmax", "symmetric", "none")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:        # created with the umask's permissions, unlike mkstemp
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def new_figure(width: float, height: float) -> Figure:
