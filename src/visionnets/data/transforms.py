@@ -22,6 +22,7 @@ options::
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 import torch
@@ -75,14 +76,15 @@ def moments(x: torch.Tensor, dims: tuple[int, ...], chunk: int = 4096) -> tuple[
 # --------------------------------------------------------------------------- estimators
 
 
-class Transform:
+class Transform(ABC):
     """Base class: ``fit(x)`` returns self; ``transform(x)`` and ``__call__(x)`` map inputs."""
 
     def fit(self, x: torch.Tensor) -> "Transform":
         return self
 
+    @abstractmethod
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Map a batch of inputs (each subclass defines how)."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.transform(x)

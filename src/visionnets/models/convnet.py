@@ -21,6 +21,7 @@ from torch import nn
 from visionnets.errors import ConfigError
 from visionnets.models import MODELS
 from visionnets.models.init import init_layer
+from visionnets.models.mlp import fully_connected
 
 PosInt = Annotated[int, Field(ge=1)]
 
@@ -124,15 +125,6 @@ def convnet(input_shape: tuple[int, ...], num_outputs: int, stages: list[Stage],
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ConfigError(f"model.stages.{i - 1}: the feature map vanished (shape {tuple(x.shape[1:])})")
         body.add_module(f"stage{i}", stage.train())
-    head: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
-    width = x[0].numel()
-    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-    for j, h in enumerate(hidden, 1):
-        head[f"fc{j}"] = init_layer(nn.Linear(width, h), activation)
-        head[f"act{j}"] = acts[activation]()
-        if dropout > 0:
-            head[f"drop{j}"] = nn.Dropout(dropout)
-        width = h
-    head["out"] = init_layer(nn.Linear(width, num_outputs), "linear")
+    head = fully_connected(x[0].numel(), num_outputs, hidden, activation, dropout)
     body.add_module("classifier", nn.Sequential(head))
     return body

@@ -29,8 +29,13 @@ def mlp(input_shape: tuple[int, ...], num_outputs: int,
     >>> mlp((1,), 1, hidden=[1000, 1000, 1000], activation="tanh")[-1]   # the tutorial's cosine toy
     Linear(in_features=1000, out_features=1, bias=True)
     """
+    return nn.Sequential(fully_connected(math.prod(input_shape), num_outputs, hidden, activation, dropout))
+
+
+def fully_connected(width: int, num_outputs: int, hidden=(), activation: str = "relu",
+                    dropout: float = 0.0) -> OrderedDict[str, nn.Module]:
+    """``flatten, fc1, act1, [drop1,] ..., out``: the layers of an MLP (and of a convnet's classifier)."""
     layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
-    width = math.prod(input_shape)
     for i, h in enumerate(hidden, 1):
         layers[f"fc{i}"] = init_layer(nn.Linear(width, h), activation)
         layers[f"act{i}"] = _ACTS[activation]()
@@ -38,4 +43,4 @@ def mlp(input_shape: tuple[int, ...], num_outputs: int,
             layers[f"drop{i}"] = nn.Dropout(dropout)
         width = h
     layers["out"] = init_layer(nn.Linear(width, num_outputs), "linear")
-    return nn.Sequential(layers)
+    return layers
