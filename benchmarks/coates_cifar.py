@@ -25,23 +25,19 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from visionnets.io import atomic_write_text
 from visionnets.unsupervised.coates import PAPER_ACCURACY_1600, PAPER_ACCURACY_KMEANS_4000, load_cifar10, run_coates
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def natural_filters(data_dir: Path, png: Path) -> dict:

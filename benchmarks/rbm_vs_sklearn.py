@@ -28,13 +28,13 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from visionnets.io import atomic_write_text
 from visionnets.unsupervised import RBM, pseudo_likelihood
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,11 +52,7 @@ def pl64(w, b_v, b_h, x) -> float:
 
 
 def write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def main(argv=None) -> int:
