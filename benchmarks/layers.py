@@ -15,7 +15,8 @@ compare runs under the same load. Each thread count runs in its own process (JAX
 count is fixed at import). Peak memory is measured per (shape, implementation) in a fresh
 process as the rise of the peak resident set (VmHWM, reset before the step) over the resident
 set once inputs, weights and the output gradient exist, with glibc told to return big blocks
-to the system at once (MALLOC_MMAP_THRESHOLD_), and compared with one unfolded copy of the
+to the system at once (MALLOC_MMAP_THRESHOLD_; only in the memory processes, since the page
+faults of fresh mappings would distort the timings), and compared with one unfolded copy of the
 input plus the step's outputs (y, dx, dW, db).
 
     flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/layers.py            # ~5 min on 2 cores
@@ -205,9 +206,12 @@ def _sizes_mib(name: str) -> dict:
     return {"unfolded_mib": unfolded, "outputs_mib": outputs, "allowed_mib": unfolded + outputs}
 
 
-def _run(args: list[str], threads: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=_xla_flags(threads), MALLOC_MMAP_THRESHOLD_="65536",
-               OMP_NUM_THREADS=str(threads))
+def _run(args: list[str], threads: int, memory: bool = False) -> dict:
+    env = dict(os.environ, XLA_FLAGS=_xla_flags(threads), OMP_NUM_THREADS=str(threads))
+    if memory:  # only where the resident set is measured: it makes every big block a fresh mmap,
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # whose page faults would distort the timings
+    else:
+        env.pop("MALLOC_MMAP_THRESHOLD_", None)
     res = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"benchmark worker {args} failed:\n{res.stderr[-3000:]}")
@@ -266,7 +270,7 @@ def main() -> None:
             for impl in a.memory_impls:
                 if impl == "jax" and jax_note:
                     continue
-                memory.append({**_run(["--memory", name, impl], 1), **_sizes_mib(name)})
+                memory.append({**_run(["--memory", name, impl], 1, memory=True), **_sizes_mib(name)})
     load = os.getloadavg()[0]
     for row in local_rows + lcn_rows:
         row["load_avg_1min"] = load  # the machine is shared: the load the rows were measured under

@@ -6,7 +6,10 @@ exact pseudo-log-likelihood sum_i log p(v_i | v_-i) on held-out MNIST test image
 the same function (visionnets.unsupervised.pseudo_likelihood, float64) on both fitted models.
 
 scikit-learn keeps the input's dtype: it is timed on float64 input (what ``X / 255.0`` gives,
-its usual use) and on float32 input. visionnets trains in float32 whatever the input.
+its usual use) and on float32 input. visionnets trains in float32 whatever the input, with its
+matmuls in float32 or (``matmul_dtype="bfloat16"``) on bfloat16 inputs; both are timed. The
+Bernoulli samples are drawn by a vectorized ``randint`` comparison (``sample_bernoulli``):
+torch's CPU ``bernoulli`` cost as much as the matmuls.
 Two comparisons: (1) the same number of epochs for both; (2) time to quality: visionnets
 is trained a quarter epoch at a time (``partial_fit`` on quarter-epoch chunks; evaluation
 not timed) until its test pseudo-likelihood is at least scikit-learn's after all its epochs,
@@ -83,18 +86,19 @@ def main(argv=None) -> int:
         return {"impl": f"sklearn BernoulliRBM ({np.dtype(dtype).name} input)", "seconds": sec,
                 "pseudo_likelihood_test": pl64(m.components_, m.intercept_visible_, m.intercept_hidden_, x_eval)}
 
-    def run_ours(bias_init="data"):
+    def run_ours(bias_init="data", matmul_dtype="float32"):
         t0 = time.perf_counter()
         m = RBM(n_epochs=args.epochs, persistent=True, k=1, random_state=0, device="cpu",
-                visible_bias_init=bias_init, **hp).fit(x64)
+                visible_bias_init=bias_init, matmul_dtype=matmul_dtype, **hp).fit(x64)
         sec = time.perf_counter() - t0
-        impl = "visionnets RBM (float32, torch CPU)" + ("" if bias_init == "data" else ", visible biases at 0")
+        impl = (f"visionnets RBM ({'float32' if matmul_dtype == 'float32' else 'bfloat16 matmuls'}, torch CPU)"
+                + ("" if bias_init == "data" else ", visible biases at 0"))
         return {"impl": impl, "seconds": sec,
                 "pseudo_likelihood_test": pl64(m.components_, m.intercept_visible_, m.intercept_hidden_, x_eval)}
 
-    def time_to_quality(target: float):
+    def time_to_quality(target: float, matmul_dtype: str):
         """Train visionnets a quarter epoch at a time until its test PL >= target."""
-        m = RBM(n_epochs=1, persistent=True, k=1, random_state=0, device="cpu", **hp)
+        m = RBM(n_epochs=1, persistent=True, k=1, random_state=0, device="cpu", matmul_dtype=matmul_dtype, **hp)
         x32 = x64.astype(np.float32)
         chunks = np.array_split(np.arange(len(x32)), 4)
         spent, trace = 0.0, []
@@ -113,17 +117,20 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):
         ours = run_ours()
+        ours_bf16 = run_ours(matmul_dtype="bfloat16")
         ablation = run_ours("zero")
         rows.append(run_sklearn(np.float64))
         rows.append(run_sklearn(np.float32))
         ttq = {}
         for r in rows:
-            tr = time_to_quality(r["pseudo_likelihood_test"])
-            reached = tr[-1]["pseudo_likelihood_test"] >= r["pseudo_likelihood_test"]
-            ttq[r["impl"]] = {"target_pseudo_likelihood": r["pseudo_likelihood_test"], "reached": reached,
-                              "visionnets_epochs": tr[-1]["epochs"], "visionnets_seconds": tr[-1]["seconds"],
-                              "speedup": r["seconds"] / tr[-1]["seconds"] if reached else None, "trace": tr}
-    rows += [ablation, ours]
+            for dt in ("float32", "bfloat16"):
+                tr = time_to_quality(r["pseudo_likelihood_test"], dt)
+                reached = tr[-1]["pseudo_likelihood_test"] >= r["pseudo_likelihood_test"]
+                ttq[f"{r['impl']} / visionnets {dt} matmuls"] = {
+                    "target_pseudo_likelihood": r["pseudo_likelihood_test"], "reached": reached,
+                    "visionnets_epochs": tr[-1]["epochs"], "visionnets_seconds": tr[-1]["seconds"],
+                    "speedup": r["seconds"] / tr[-1]["seconds"] if reached else None, "trace": tr}
+    rows += [ablation, ours, ours_bf16]
     for r in rows:
         r["speedup_of_visionnets"] = r["seconds"] / ours["seconds"]
     print(f"(1) same epochs ({args.epochs})")
@@ -131,16 +138,17 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['impl']:56s} {r['seconds']:9.2f} {r['pseudo_likelihood_test']:10.2f} {r['speedup_of_visionnets']:14.2f}")
     print("(2) time for visionnets to reach the same test pseudo-likelihood")
-    print(f"{'against':56s} {'target PL':>10s} {'our epochs':>10s} {'our s':>8s} {'x faster':>9s}")
+    print(f"{'against':90s} {'target PL':>10s} {'our epochs':>10s} {'our s':>8s} {'x faster':>9s}")
     for name, t in ttq.items():
         sp = f"{t['speedup']:9.2f}" if t["speedup"] else "  not met"
-        print(f"{name:56s} {t['target_pseudo_likelihood']:10.2f} {t['visionnets_epochs']:10.2f} "
+        print(f"{name:90s} {t['target_pseudo_likelihood']:10.2f} {t['visionnets_epochs']:10.2f} "
               f"{t['visionnets_seconds']:8.2f} {sp}")
     result = {"benchmark": "rbm_vs_sklearn", "data": f"MNIST train[:{args.n_train}] / 255, PL on test[:{args.n_eval}]",
               "hyper_parameters": {**hp, "epochs": args.epochs, "cd": "persistent CD-1 (both)"},
               "rows": rows, "time_to_quality": ttq, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "python": sys.version.split()[0], "machine": platform.processor() or platform.machine(),
-              "note": "single run each, same process, shared 2-core CPU (other jobs running)"}
+              "note": "single run each, same process, shared 2-core CPU",
+              "cpu_has_avx512_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else None}
     write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0

@@ -137,6 +137,35 @@ def test_rbm_training_raises_pseudo_likelihood_and_samples():
     assert rbm.free_energy(X[:7]).shape == (7,)
 
 
+def test_sample_bernoulli_matches_probabilities():
+    from visionnets.unsupervised.rbm import sample_bernoulli
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.tensor([0.0, 1e-3, 0.25, 0.5, 0.9, 1.0]).repeat(200_000, 1)
+    s = sample_bernoulli(p, g)
+    assert s.dtype == p.dtype and set(s.unique().tolist()) <= {0.0, 1.0}
+    assert s[:, 0].sum() == 0 and s[:, -1].min() == 1
+    # mean within 5 standard errors of p
+    se = (p[0] * (1 - p[0]) / p.shape[0]).sqrt()
+    assert ((s.mean(0) - p[0]).abs() <= 5 * se + 1e-7).all(), s.mean(0)
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_rbm_bfloat16_matmuls_learn_as_well_as_float32(persistent):
+    """matmul_dtype='bfloat16' rounds the step's matmul inputs only: it learns the same model."""
+    rs = np.random.RandomState(4)
+    protos = (rs.rand(4, 16) > 0.5).astype(np.float32)
+    X = np.abs(protos[rs.randint(0, 4, 2000)] - (rs.rand(2000, 16) < 0.05)).astype(np.float32)
+    kw = dict(n_components=8, learning_rate=0.1, n_epochs=10, batch_size=20, device="cpu", random_state=0,
+              persistent=persistent)
+    f32 = RBM(**kw).fit(X)
+    bf16 = RBM(matmul_dtype="bfloat16", **kw).fit(X)
+    assert bf16.components_.dtype == torch.float32
+    assert bf16.score(X) > f32.score(X) - 0.5 and bf16.score(X) > -16 * np.log(2) * 0.5
+    with pytest.raises(ConfigError, match="matmul_dtype"):
+        RBM(matmul_dtype="float16", device="cpu").fit(X)
+
+
 def test_gaussian_rbm_learns_and_encodes():
     rs = np.random.RandomState(5)
     X = (rs.randn(2000, 6) @ rs.randn(6, 10)).astype(np.float32)

@@ -120,3 +120,44 @@ def test_folded_whitening_equals_explicit_pipeline():
         ref = torch.stack([codes[:, :3, :3].sum((1, 2)), codes[:, :3, 3:].sum((1, 2)),
                            codes[:, 3:, :3].sum((1, 2)), codes[:, 3:, 3:].sum((1, 2))], 1).reshape(6, 20)
         torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3)
+
+
+def test_fit_classifier_chooses_C_on_held_out_rows():
+    """A list of C: each is scored on a held-out split, the best refit on all rows; the test set unused."""
+    from visionnets.unsupervised.coates import fit_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 20, generator=g)
+    w = torch.randn(3, 20, generator=g)
+    y = (x @ w.t() + 2.0 * torch.randn(600, 3, generator=g)).argmax(1)   # noisy labels: C matters
+    r = fit_classifier(x[:400], y[:400], x[400:], y[400:], C=[1e-4, 1.0, 1e4], max_iter=100, device="cpu")
+    assert [v["C"] for v in r["validation"]] == [1e-4, 1.0, 1e4]
+    best = max(r["validation"], key=lambda v: v["val_accuracy"])
+    assert r["C"] == best["C"] and r["C"] != 1e-4        # the tiniest C underfits
+    assert r["test_accuracy"] > 60.0
+    # a single C: no validation split
+    assert fit_classifier(x[:400], y[:400], x[400:], y[400:], C=1.0, max_iter=50, device="cpu")["validation"] is None
+    with pytest.raises(ConfigError, match="C="):
+        fit_classifier(x[:400], y[:400], x[400:], y[400:], C=-1.0, device="cpu")
+
+
+def test_coates_command_on_cifar10(tmp_path):
+    """``visionnets coates`` end to end on a small CIFAR-10 subset: JSON row, filter PNG, one line per learner."""
+    import json
+
+    from conftest import need_data
+    from visionnets.cli import main
+
+    root = need_data("cifar10")
+    out = tmp_path / "coates"
+    rc = main(["coates", "--data-dir", str(root), "--n-train", "400", "--n-test", "200", "--n-patches", "4000",
+               "--n-features", "16", "--C", "1", "10", "--option", "n_epochs=2", "--out", str(out),
+               "--device", "cpu"])
+    assert rc == 0
+    res = json.loads((out / "coates.json").read_text())
+    (row,) = res["rows"]
+    assert row["learner"] == "kmeans" and row["n_train"] == 400 and row["feature_dim"] == 64
+    assert row["C"] in (1.0, 10.0) and len(row["validation"]) == 2
+    assert row["test_accuracy"] > 20.0          # 10 classes: chance is 10 %
+    assert (out / "coates_kmeans_filters.png").stat().st_size > 0
+    assert main(["coates", "--data-dir", str(root), "--option", "n_epochs", "--out", str(out)]) == 2

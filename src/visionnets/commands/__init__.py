@@ -8,5 +8,6 @@ COMMANDS = {
     "recipes": ("visionnets.commands.recipes", "list the bundled recipes, or print one"),
     "show": ("visionnets.commands.show", "pictures of what a trained net learned (filters, top images, optimal input)"),
     "compare": ("visionnets.commands.compare", "the tutorial's MNIST table: our nets beside boosting, k-NN, SVM"),
+    "coates": ("visionnets.commands.coates", "learn features from CIFAR-10 patches and classify (Coates et al. 2011)"),
     "data": ("visionnets.commands.data", "list datasets and check their files against known SHA-256 sums"),
 }

@@ -163,20 +163,25 @@ class _LocallyConnected2dFn(torch.autograd.Function):
         xt = geo.batch_last(x)
         w = weight.reshape(geo.oh * geo.ow, geo.o, geo.k)
         n = geo.oh * geo.ow
-        out = x.new_empty(n, geo.b, geo.o)
+        y = x.new_empty(geo.b, geo.o, geo.oh, geo.ow)
+        y_flat = y.view(geo.b, geo.o, n)
         buf = x.new_empty(geo.rows * geo.ow, geo.k, geo.b)
+        out = x.new_empty(geo.rows * geo.ow, geo.b, geo.o)  # one band's (L, B, O) result
         for r0, rows in geo.bands():
             l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
             cols = geo.gather(xt, r0, rows, buf)
-            torch.bmm(cols.transpose(1, 2), w[l0:l1].transpose(1, 2), out=out[l0:l1])  # (B,K)@(K,O)
-        # (L, B*O) -> (B*O, L) is a plain 2-D transpose, which torch copies in cache-sized blocks
-        y = out.view(n, geo.b * geo.o).t().contiguous().view(geo.b, geo.o, geo.oh, geo.ow)
+            band = out[: l1 - l0]
+            torch.bmm(cols.transpose(1, 2), w[l0:l1].transpose(1, 2), out=band)  # (B,K)@(K,O)
+            y_flat[:, :, l0:l1].copy_(band.permute(1, 2, 0))
+        del out
         if bias is not None:
             y += bias
         ctx.geo, ctx.has_bias = geo, bias is not None
-        # one band: keep it for dW instead of unfolding again
-        ctx.cols = buf if geo.rows == geo.oh and ctx.needs_input_grad[1] else None
-        ctx.save_for_backward(xt, weight)
+        # one band: keep it for dW instead of unfolding again; then the backward needs no xt
+        # (x itself is saved, free, for a second backward through the same graph)
+        keep = geo.rows == geo.oh and ctx.needs_input_grad[1]
+        ctx.cols, ctx.saved_x = (buf if keep else None), keep
+        ctx.save_for_backward(x if keep else xt, weight)
         return y
 
     @staticmethod
@@ -186,32 +191,38 @@ class _LocallyConnected2dFn(torch.autograd.Function):
         xt, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         n = geo.oh * geo.ow
-        gt = grad_y.reshape(geo.b * geo.o, n).t().contiguous().view(n, geo.b, geo.o)  # (L, B, O)
+        g_flat = grad_y.reshape(geo.b, geo.o, n)
         w = weight.reshape(n, geo.o, geo.k)
         grad_x = grad_w = grad_b = None
         if need_w:
             grad_w = weight.new_empty(n, geo.o, geo.k)
-        gxt = xt.new_zeros(xt.shape) if need_x else None
-        buf, ctx.cols = ctx.cols, None  # reused (overwritten) below; a second backward unfolds again
-        if buf is None:
-            buf = xt.new_empty(geo.rows * geo.ow, geo.k, geo.b)
-            fresh = True
-        else:
-            fresh = False
-        for r0, rows in geo.bands():
+        gxt = weight.new_zeros(geo.c, geo.hp, geo.wp, geo.b) if need_x else None
+        kept, ctx.cols = ctx.cols, None  # reused (overwritten) below; a second backward unfolds again
+        if kept is None and ctx.saved_x:
+            xt = geo.batch_last(xt)  # the saved x: a second backward through the same graph
+        if kept is None:
+            buf, rows_per_band = weight.new_empty(geo.rows * geo.ow, geo.k, geo.b), geo.rows
+        else:  # the forward's single band, walked in four parts so that the (L, B, O) grad copy stays small
+            buf, rows_per_band = kept, -(-geo.oh // 4)
+        gt_buf = weight.new_empty(rows_per_band * geo.ow, geo.b, geo.o)
+        for r0 in range(0, geo.oh, rows_per_band):
+            rows = min(rows_per_band, geo.oh - r0)
             l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
-            cols = buf[: (l1 - l0)]
+            cols = buf[l0:l1] if kept is not None else buf[: l1 - l0]
+            gt = gt_buf[: l1 - l0]
+            gt.copy_(g_flat[:, :, l0:l1].permute(2, 0, 1))  # (L, B, O)
             if need_w:
-                if fresh:
+                if kept is None:
                     geo.gather(xt, r0, rows, buf)
-                torch.bmm(gt[l0:l1].transpose(1, 2), cols.transpose(1, 2), out=grad_w[l0:l1])
+                torch.bmm(gt.transpose(1, 2), cols.transpose(1, 2), out=grad_w[l0:l1])
             if need_x:
-                torch.bmm(w[l0:l1].transpose(1, 2), gt[l0:l1].transpose(1, 2), out=cols)
+                torch.bmm(w[l0:l1].transpose(1, 2), gt.transpose(1, 2), out=cols)
                 geo.scatter_add(gxt, cols, r0, rows)
-            fresh = True
+        del buf, kept, cols, gt, gt_buf
         if need_x:
             core = gxt[:, geo.ph:geo.hp - geo.ph, geo.pw:geo.wp - geo.pw]
             grad_x = core.permute(3, 0, 1, 2).contiguous()
+            del gxt
         if need_w:
             grad_w = grad_w.view(weight.shape)
         if need_b and ctx.has_bias:

@@ -180,21 +180,33 @@ def squared_hinge_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, loss: str = "l2svm", C: float = 100.0,
-                 max_iter: int = 500, device="auto") -> tuple[torch.Tensor, torch.Tensor]:
+                 max_iter: int = 500, device="auto", init: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimize ``0.5 ||W||^2 + C * mean_n loss_n`` (the bias unregularized) by full-batch L-BFGS.
 
     That is the objective of Coates et al.'s code (``C * mean(margin.^2)``, C = 100).
 
     ``loss``: "l2svm" (squared hinge, one-vs-all) or "logistic" (softmax cross-entropy).
+    ``init``: ``(W, b)`` to start from (a warm start, e.g. the solution for a neighbouring C).
     Returns W (n_classes, D) and b (n_classes,).
     """
     if loss not in ("l2svm", "logistic"):
         raise ConfigError(f"train_linear: loss={loss!r}; expected 'l2svm' or 'logistic'")
+    if not isinstance(C, numbers.Real) or C <= 0:
+        raise ConfigError(f"train_linear: C={C!r}; expected a number > 0")
     dev = resolve_device(device)
     x, y = x.to(dev), y.to(dev)
     n = x.shape[0]
-    W = torch.zeros(n_classes, x.shape[1], device=dev, requires_grad=True)
-    b = torch.zeros(n_classes, device=dev, requires_grad=True)
+    if init is None:
+        W = torch.zeros(n_classes, x.shape[1], device=dev)
+        b = torch.zeros(n_classes, device=dev)
+    else:
+        W, b = (t.detach().to(dev, torch.float32).clone() for t in init)
+        if W.shape != (n_classes, x.shape[1]) or b.shape != (n_classes,):
+            raise ConfigError(f"train_linear: init shapes {tuple(W.shape)}, {tuple(b.shape)}; "
+                              f"expected ({n_classes}, {x.shape[1]}) and ({n_classes},)")
+    W.requires_grad_(True)
+    b.requires_grad_(True)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-6,
                             tolerance_change=1e-10, line_search_fn="strong_wolfe")
     scale = 1.0 / C  # the objective divided by C: same minimizer, numbers of order 1
@@ -211,6 +223,54 @@ def train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, loss: str = "
     return W.detach(), b.detach()
 
 
+def _accuracy(W, b, x, y) -> float:
+    dev = W.device
+    correct = 0
+    for lo in range(0, x.shape[0], 8192):
+        s = torch.addmm(b, x[lo:lo + 8192].to(dev), W.t())
+        correct += int((s.argmax(1).cpu() == y[lo:lo + 8192]).sum())
+    return 100.0 * correct / max(1, x.shape[0])
+
+
+def fit_classifier(ftr: torch.Tensor, ytr: torch.Tensor, fte: torch.Tensor, yte: torch.Tensor, *,
+                   classifier: str = "l2svm", C=100.0, val_fraction: float = 0.1, max_iter: int = 500,
+                   random_state: int = 0, device="auto") -> dict:
+    """Standardize the features and train the linear classifier; return accuracies and the chosen C.
+
+    ``C`` a number: train on all of ``ftr``. ``C`` a list: hold out ``val_fraction`` of the
+    training rows (seeded), train for each C in ascending order (each warm-started from the
+    previous solution), keep the C with the best validation accuracy, then retrain on all the
+    training rows with it. The test set is never looked at before the final model exists.
+    """
+    grid = sorted(float(c) for c in C) if isinstance(C, (list, tuple)) else None
+    if grid is not None and (not grid or not 0 < val_fraction < 1):
+        raise ConfigError(f"fit_classifier: C={C!r}, val_fraction={val_fraction!r}; expected a non-empty "
+                          "list of C and 0 < val_fraction < 1")
+    t0 = time.perf_counter()
+    ftr, fte = standardize(ftr, fte)
+    n_classes = int(max(ytr.max(), yte.max())) + 1
+    validation = None
+    init = None
+    if grid is not None:
+        perm = torch.randperm(len(ftr), generator=torch.Generator().manual_seed(random_state))
+        n_val = max(1, int(round(val_fraction * len(ftr))))
+        val, fit = perm[:n_val], perm[n_val:]
+        validation, solutions = [], []
+        for c in grid:
+            init = train_linear(ftr[fit], ytr[fit], n_classes, loss=classifier, C=c, max_iter=max_iter,
+                                device=device, init=init)
+            solutions.append(init)
+            validation.append({"C": c, "val_accuracy": _accuracy(*init, ftr[val], ytr[val]),
+                               "fit_accuracy": _accuracy(*init, ftr[fit], ytr[fit])})
+        i = max(range(len(grid)), key=lambda j: (validation[j]["val_accuracy"], -grid[j]))
+        C, init = grid[i], solutions[i]  # the final fit (convex) starts from the chosen C's solution
+    W, b = train_linear(ftr, ytr, n_classes, loss=classifier, C=float(C), max_iter=max_iter, device=device,
+                        init=init)
+    return {"classifier": classifier, "C": float(C), "validation": validation,
+            "train_accuracy": _accuracy(W, b, ftr, ytr), "test_accuracy": _accuracy(W, b, fte, yte),
+            "seconds": time.perf_counter() - t0}
+
+
 def standardize(train: torch.Tensor, *others: torch.Tensor):
     """``(x - mean) / sqrt(var + 0.01)`` with the training set's statistics (as the paper's code)."""
     mu = train.mean(0)
@@ -221,24 +281,21 @@ def standardize(train: torch.Tensor, *others: torch.Tensor):
 # ---------------------------------------------------------------------------------------------
 # end to end
 # ---------------------------------------------------------------------------------------------
-def run_coates(learner, n_features: int, data: dict, *, patch_size: int = 6, n_patches: int = 400_000,
-               n_train: int | None = None, n_test: int | None = None, classifier: str = "l2svm",
-               C: float = 100.0, max_iter: int = 500, eps_norm: float = 10.0, eps_zca: float = 0.1,
-               learner_params: dict | None = None, random_state: int = 0, device="auto",
-               verbose: bool = False, filters_png: str | Path | None = None) -> dict:
-    """Run the single-layer pipeline and return accuracies, sizes and per-stage seconds.
+def coates_features(learner, n_features: int, data: dict, *, patch_size: int = 6, n_patches: int = 400_000,
+                    n_train: int | None = None, n_test: int | None = None, eps_norm: float = 10.0,
+                    eps_zca: float = 0.1, learner_params: dict | None = None, random_state: int = 0,
+                    device="auto", verbose: bool = False, filters_png: str | Path | None = None) -> dict:
+    """Steps 1-5: patches, whitening, the feature learner, convolutional extraction with pooling.
 
-    ``learner``: one of ``LEARNERS`` (built by ``make_learner`` with ``n_features``) or an
-    unfitted estimator. ``data``: a dict as ``load_cifar10`` returns (uint8 or float images
-    (N, C, H, W) in 0..255 and labels). ``n_train``/``n_test`` take a seeded random subset of each
-    split (None: all). ``filters_png``: also save the learned (whitened-space) filters as a PNG grid.
+    Returns a dict with ``ftr``/``fte`` (N, 4K) float32 features, ``ytr``/``yte`` labels, the
+    fitted ``learner`` and ``zca``, its ``name`` and per-stage ``seconds``. Arguments as
+    ``run_coates``.
     """
     if not isinstance(n_features, numbers.Integral) or n_features < 1:
         raise ConfigError(f"run_coates: n_features={n_features!r}; expected an int >= 1")
     for key in ("x_train", "y_train", "x_test", "y_test"):
         if key not in data:
             raise DataError(f"run_coates: data has no {key!r}; expected the keys load_cifar10 returns")
-    t_all = time.perf_counter()
     sec = {}
     rng = np.random.RandomState(random_state)
 
@@ -251,12 +308,12 @@ def run_coates(learner, n_features: int, data: dict, *, patch_size: int = 6, n_p
 
     xtr, ytr = subset(data["x_train"], data["y_train"], n_train)
     xte, yte = subset(data["x_test"], data["y_test"], n_test)
-    n_classes = int(max(ytr.max(), yte.max())) + 1
 
     t0 = time.perf_counter()
     patches = normalize_patches(extract_patches(xtr, patch_size, n_patches, random_state=random_state), eps_norm)
     zca = ZCA(eps=eps_zca).fit(patches.numpy())
     white = zca.transform(patches)
+    del patches
     sec["patches_and_whitening"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -266,30 +323,47 @@ def run_coates(learner, n_features: int, data: dict, *, patch_size: int = 6, n_p
     else:
         name, est = type(learner).__name__, learner
     est.fit(white)
+    del white
     sec["learner_fit"] = time.perf_counter() - t0
     if filters_png is not None:
         from visionnets.unsupervised.filters import save_filter_grid
 
         w, _, _, _ = filter_bank(est)
-        c = xtr.shape[1]
-        save_filter_grid(w[:256].cpu(), filters_png, shape=(c, patch_size, patch_size), zoom=3)
+        save_filter_grid(w[:256].cpu(), filters_png, shape=(xtr.shape[1], patch_size, patch_size), zoom=3)
 
     t0 = time.perf_counter()
     ftr = extract_features(xtr, est, zca, patch_size, eps_norm, device=device, verbose=verbose)
     fte = extract_features(xte, est, zca, patch_size, eps_norm, device=device, verbose=verbose)
     sec["feature_extraction"] = time.perf_counter() - t0
+    return {"name": name, "learner": est, "zca": zca, "ftr": ftr, "ytr": ytr, "fte": fte, "yte": yte,
+            "seconds": sec}
 
-    t0 = time.perf_counter()
-    ftr, fte = standardize(ftr, fte)
-    W, b = train_linear(ftr, ytr, n_classes, loss=classifier, C=C, max_iter=max_iter, device=device)
-    dev = W.device
-    acc = lambda f, y: float((torch.addmm(b, f.to(dev), W.t()).argmax(1).cpu() == y).float().mean() * 100)
-    sec["classifier"] = time.perf_counter() - t0
-    sec["total"] = time.perf_counter() - t_all
+
+def run_coates(learner, n_features: int, data: dict, *, patch_size: int = 6, n_patches: int = 400_000,
+               n_train: int | None = None, n_test: int | None = None, classifier: str = "l2svm",
+               C=100.0, val_fraction: float = 0.1, max_iter: int = 500, eps_norm: float = 10.0,
+               eps_zca: float = 0.1, learner_params: dict | None = None, random_state: int = 0,
+               device="auto", verbose: bool = False, filters_png: str | Path | None = None) -> dict:
+    """Run the single-layer pipeline and return accuracies, sizes and per-stage seconds.
+
+    ``learner``: one of ``LEARNERS`` (built by ``make_learner`` with ``n_features``) or an
+    unfitted estimator. ``data``: a dict as ``load_cifar10`` returns (uint8 or float images
+    (N, C, H, W) in 0..255 and labels). ``n_train``/``n_test`` take a seeded random subset of each
+    split (None: all). ``C``: a number, or a list to choose from on a held-out ``val_fraction``
+    of the training images (see ``fit_classifier``). ``filters_png``: also save the learned
+    (whitened-space) filters as a PNG grid.
+    """
+    t_all = time.perf_counter()
+    f = coates_features(learner, n_features, data, patch_size=patch_size, n_patches=n_patches, n_train=n_train,
+                        n_test=n_test, eps_norm=eps_norm, eps_zca=eps_zca, learner_params=learner_params,
+                        random_state=random_state, device=device, verbose=verbose, filters_png=filters_png)
+    clf = fit_classifier(f["ftr"], f["ytr"], f["fte"], f["yte"], classifier=classifier, C=C,
+                         val_fraction=val_fraction, max_iter=max_iter, random_state=random_state, device=device)
+    sec = dict(f["seconds"], classifier=clf.pop("seconds"), total=time.perf_counter() - t_all)
+    est, name = f["learner"], f["name"]
     return {"learner": name, "n_features": int(n_features), "n_patches": int(n_patches),
-            "patch_size": patch_size, "n_train": int(len(xtr)), "n_test": int(len(xte)),
-            "feature_dim": int(ftr.shape[1]), "classifier": classifier, "C": C,
-            "train_accuracy": acc(ftr, ytr), "test_accuracy": acc(fte, yte),
+            "patch_size": patch_size, "n_train": int(len(f["ytr"])), "n_test": int(len(f["yte"])),
+            "feature_dim": int(f["ftr"].shape[1]), **clf,
             "paper_test_accuracy": PAPER_ACCURACY_1600.get(name) if n_features == 1600 else None,
             "learner_history_last": est.history_[-1] if getattr(est, "history_", None) else None,
             "seconds": sec, "data_source": data.get("source"), "data_lossy_jpeg": data.get("lossy")}
