@@ -190,3 +190,30 @@ def test_float64_and_no_bias():
     x = torch.randn(2, 2, 4, 5, dtype=torch.float64)
     ref = loop_reference(x, lambda i, j: layer.weight[i, j], None, 2, 1, 0, (3, 4))
     torch.testing.assert_close(layer(x), ref)
+
+
+def _unfold_einsum_reference(x, weight, bias, stride, padding):
+    oh, ow, o, c, kh, kw = weight.shape
+    cols = torch.nn.functional.unfold(x, (kh, kw), padding=padding, stride=stride)     # (B, K, L)
+    y = torch.einsum("bkl,lok->bol", cols, weight.reshape(oh * ow, o, c * kh * kw))
+    return y.reshape(x.shape[0], o, oh, ow) + bias
+
+
+@pytest.mark.parametrize("chunk", [VF.CHUNK_BYTES, 1])
+@pytest.mark.parametrize("shape", [(3, 2, 4, 12, 11), (5, 3, 40, 11, 12)])  # K >= B, O (borrowed buffers); O > K
+def test_locally_connected_gradients_match_reference_over_many_rows(shape, chunk, monkeypatch):
+    """Ten output rows, each its own backward part (walked last to first, the gradient copy in
+    borrowed memory when it fits): dx, dW, db equal autograd through unfold + einsum, twice."""
+    monkeypatch.setattr(VF, "CHUNK_BYTES", chunk)
+    b, c, o, h, w = shape
+    oh, ow = h - 2, w - 2
+    x = torch.randn(b, c, h, w, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(oh, ow, o, c, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(o, oh, ow, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(b, o, oh, ow, dtype=torch.float64)
+    ref = torch.autograd.grad(_unfold_einsum_reference(x, weight, bias, 1, 0), (x, weight, bias), g)
+    y = VF.locally_connected2d(x, weight, bias)
+    for _ in range(2):  # the second backward through the same graph gathers again
+        got = torch.autograd.grad(y, (x, weight, bias), g, retain_graph=True)
+        for a, r in zip(got, ref):
+            torch.testing.assert_close(a, r)

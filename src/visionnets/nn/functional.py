@@ -202,14 +202,26 @@ class _LocallyConnected2dFn(torch.autograd.Function):
             xt = geo.batch_last(xt)  # the saved x: a second backward through the same graph
         if kept is None:
             buf, rows_per_band = weight.new_empty(geo.rows * geo.ow, geo.k, geo.b), geo.rows
-        else:  # the forward's single band, walked in four parts so that the (L, B, O) grad copy stays small
-            buf, rows_per_band = kept, -(-geo.oh // 4)
-        gt_buf = weight.new_empty(rows_per_band * geo.ow, geo.b, geo.o)
-        for r0 in range(0, geo.oh, rows_per_band):
+        else:  # the forward's single band, walked a row (>= 8 locations) at a time so that the
+            buf, rows_per_band = kept, -(-8 // geo.ow)  # (L, B, O) copy of the gradient stays small
+        starts = list(range(0, geo.oh, rows_per_band))
+        part = rows_per_band * geo.ow * geo.b * geo.o          # numbers in one part's (L, B, O) gradient
+        # With the band kept, the parts go last to first and the gradient copy needs no memory of
+        # its own: it lives in grad_w's first part (written last) and, for that last step, in the
+        # kept band's second part (consumed by then), where these are large enough.
+        borrow = (kept is not None and need_w and need_x and len(starts) > 1
+                  and rows_per_band * geo.ow * geo.o * geo.k >= part and rows_per_band * geo.ow * geo.k * geo.b >= part)
+        if borrow:
+            starts.reverse()
+            gt_bufs = (grad_w[: rows_per_band * geo.ow].view(-1)[:part],
+                       kept[rows_per_band * geo.ow: 2 * rows_per_band * geo.ow].view(-1)[:part])
+        else:
+            gt_bufs = (weight.new_empty(part),) * 2
+        for r0 in starts:
             rows = min(rows_per_band, geo.oh - r0)
             l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
             cols = buf[l0:l1] if kept is not None else buf[: l1 - l0]
-            gt = gt_buf[: l1 - l0]
+            gt = gt_bufs[r0 == 0][: (l1 - l0) * geo.b * geo.o].view(l1 - l0, geo.b, geo.o)
             gt.copy_(g_flat[:, :, l0:l1].permute(2, 0, 1))  # (L, B, O)
             if need_w:
                 if kept is None:
@@ -218,7 +230,7 @@ class _LocallyConnected2dFn(torch.autograd.Function):
             if need_x:
                 torch.bmm(w[l0:l1].transpose(1, 2), gt.transpose(1, 2), out=cols)
                 geo.scatter_add(gxt, cols, r0, rows)
-        del buf, kept, cols, gt, gt_buf
+        del buf, kept, cols, gt, gt_bufs
         if need_x:
             core = gxt[:, geo.ph:geo.hp - geo.ph, geo.pw:geo.wp - geo.pw]
             grad_x = core.permute(3, 0, 1, 2).contiguous()
