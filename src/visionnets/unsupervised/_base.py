@@ -140,7 +140,8 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
             order = torch.randperm(n, generator=self._generator, device=self.device_)
             totals: dict[str, float] = {}
             for i in range(n_batches):
-                stats = self._train_batch(x[order[i * bs:(i + 1) * bs]], self._generator)
+                # index_select: several times faster than x[idx] for a batch of rows on CPU
+                stats = self._train_batch(x.index_select(0, order[i * bs:(i + 1) * bs]), self._generator)
                 for k, v in stats.items():
                     totals[k] = totals.get(k, 0.0) + float(v)
             self.n_iter_ += 1

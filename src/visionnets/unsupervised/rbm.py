@@ -246,7 +246,7 @@ class RBM(TorchTransformer):
     def _train_batch(self, v_pos: torch.Tensor, generator: torch.Generator) -> dict:
         w, b_v, b_h = self._params()
         vis, s, B = self.visible, self.sigma, v_pos.shape[0]
-        if not torch.isfinite(w).all():
+        if not torch.isfinite(w.sum()):  # NaN/inf anywhere reach the sum; one pass, not isfinite's three
             raise TrainingError(f"RBM: weights became NaN or infinite at epoch {self.n_iter_ + 1}; lower "
                                 f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
         dt = torch.bfloat16 if self.matmul_dtype == "bfloat16" else None
