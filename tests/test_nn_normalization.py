@@ -94,3 +94,21 @@ def test_errors():
         LocalContrastNorm2d(3)(torch.randn(1, 2, 8, 8))
     with pytest.raises(ConfigError, match="sigma"):
         SubtractiveNorm2d(3, sigma=0.0)
+
+
+def test_symmetric_blur_is_self_adjoint_and_twice_differentiable():
+    """The blur's hand-written backward equals autograd through the two 1-D convolutions."""
+    from torch.autograd import gradgradcheck
+
+    from visionnets.nn.functional import _SymmetricBlur, gaussian_window
+
+    g = gaussian_window((7, 1), 1.3, dtype=torch.float64).view(7)
+    m = torch.randn(3, 1, 9, 6, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.conv2d(m, g.view(1, 1, 7, 1), padding=(3, 0)),
+                                     g.view(1, 1, 1, 7), padding=(0, 3))
+    out = _SymmetricBlur.apply(m, g)
+    torch.testing.assert_close(out, ref)
+    w = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(out, m, w)[0], torch.autograd.grad(ref, m, w)[0])
+    assert gradcheck(lambda t: _SymmetricBlur.apply(t, g), (m,))
+    assert gradgradcheck(lambda t: _SymmetricBlur.apply(t, g), (m,))
