@@ -99,6 +99,12 @@ def test_coates_pipeline_end_to_end_tiny():
                        learner_params=params)
         assert r["feature_dim"] == 32 and r["n_train"] == 80
         assert r["test_accuracy"] >= 90.0, (learner, r)
+    # the fitted pipeline classifies new images exactly as it scored the test set
+    r = run_coates("kmeans", 8, data, patch_size=4, n_patches=2000, max_iter=50, device="cpu",
+                   learner_params={"n_epochs": 5}, return_model=True)
+    pred = r["model"].predict(data["x_test"], device="cpu")
+    assert pred.shape == (40,)
+    assert float((pred == data["y_test"]).float().mean() * 100) == pytest.approx(r["test_accuracy"])
 
 
 def test_folded_whitening_equals_explicit_pipeline():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numbers
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -234,8 +235,11 @@ def _accuracy(W, b, x, y) -> float:
 
 def fit_classifier(ftr: torch.Tensor, ytr: torch.Tensor, fte: torch.Tensor, yte: torch.Tensor, *,
                    classifier: str = "l2svm", C=100.0, val_fraction: float = 0.1, max_iter: int = 500,
-                   random_state: int = 0, device="auto") -> dict:
+                   random_state: int = 0, device="auto", return_weights: bool = False) -> dict:
     """Standardize the features and train the linear classifier; return accuracies and the chosen C.
+
+    ``return_weights``: also return ``weights`` = {"W", "b", "mean", "sd"} (tensors), what
+    ``CoatesClassifier`` needs to classify new images.
 
     ``C`` a number: train on all of ``ftr``. ``C`` a list: hold out ``val_fraction`` of the
     training rows (seeded), train for each C in ascending order (each warm-started from the
@@ -270,9 +274,40 @@ def fit_classifier(ftr: torch.Tensor, ytr: torch.Tensor, fte: torch.Tensor, yte:
         C, init = grid[i], solutions[i]  # the final fit (convex) starts from the chosen C's solution
     W, b = train_linear(ftr, ytr, n_classes, loss=classifier, C=float(C), max_iter=max_iter, device=device,
                         init=init)
-    return {"classifier": classifier, "C": float(C), "validation": validation,
-            "train_accuracy": _accuracy(W, b, ftr, ytr), "test_accuracy": _accuracy(W, b, fte, yte),
-            "seconds": time.perf_counter() - t0}
+    out = {"classifier": classifier, "C": float(C), "validation": validation,
+           "train_accuracy": _accuracy(W, b, ftr, ytr), "test_accuracy": _accuracy(W, b, fte, yte),
+           "seconds": time.perf_counter() - t0}
+    if return_weights:
+        out["weights"] = {"W": W, "b": b, "mean": mu, "sd": sd}
+    return out
+
+
+@dataclass
+class CoatesClassifier:
+    """The fitted pipeline: ``predict(images)`` for new (N, C, H, W) images in 0..255.
+
+    Returned by ``run_coates(..., return_model=True)`` under ``"model"``: the feature learner,
+    the ZCA, the feature standardization and the linear classifier.
+    """
+
+    learner: object
+    zca: ZCA
+    W: torch.Tensor
+    b: torch.Tensor
+    mean: torch.Tensor
+    sd: torch.Tensor
+    patch_size: int = 6
+    eps_norm: float = 10.0
+
+    def decision_function(self, images, device="auto") -> torch.Tensor:
+        """Class scores (N, n_classes)."""
+        f = extract_features(images, self.learner, self.zca, self.patch_size, self.eps_norm, device=device)
+        f = (f - self.mean.cpu()) / self.sd.cpu()
+        return torch.addmm(self.b.cpu(), f, self.W.cpu().t())
+
+    def predict(self, images, device="auto") -> torch.Tensor:
+        """Predicted class indices (N,)."""
+        return self.decision_function(images, device).argmax(1)
 
 
 def standardize(train: torch.Tensor, *others: torch.Tensor):
@@ -347,7 +382,8 @@ def run_coates(learner, n_features: int, data: dict, *, patch_size: int = 6, n_p
                n_train: int | None = None, n_test: int | None = None, classifier: str = "l2svm",
                C=100.0, val_fraction: float = 0.1, max_iter: int = 500, eps_norm: float = 10.0,
                eps_zca: float = 0.1, learner_params: dict | None = None, random_state: int = 0,
-               device="auto", verbose: bool = False, filters_png: str | Path | None = None) -> dict:
+               device="auto", verbose: bool = False, filters_png: str | Path | None = None,
+               return_model: bool = False) -> dict:
     """Run the single-layer pipeline and return accuracies, sizes and per-stage seconds.
 
     ``learner``: one of ``LEARNERS`` (built by ``make_learner`` with ``n_features``) or an
@@ -355,14 +391,17 @@ def run_coates(learner, n_features: int, data: dict, *, patch_size: int = 6, n_p
     (N, C, H, W) in 0..255 and labels). ``n_train``/``n_test`` take a seeded random subset of each
     split (None: all). ``C``: a number, or a list to choose from on a held-out ``val_fraction``
     of the training images (see ``fit_classifier``). ``filters_png``: also save the learned
-    (whitened-space) filters as a PNG grid.
+    (whitened-space) filters as a PNG grid. ``return_model``: also return the fitted
+    ``CoatesClassifier`` under ``"model"`` (to classify new images).
     """
     t_all = time.perf_counter()
     f = coates_features(learner, n_features, data, patch_size=patch_size, n_patches=n_patches, n_train=n_train,
                         n_test=n_test, eps_norm=eps_norm, eps_zca=eps_zca, learner_params=learner_params,
                         random_state=random_state, device=device, verbose=verbose, filters_png=filters_png)
     clf = fit_classifier(f["ftr"], f["ytr"], f["fte"], f["yte"], classifier=classifier, C=C,
-                         val_fraction=val_fraction, max_iter=max_iter, random_state=random_state, device=device)
+                         val_fraction=val_fraction, max_iter=max_iter, random_state=random_state, device=device,
+                         return_weights=return_model)
+    weights = clf.pop("weights", None)
     sec = dict(f["seconds"], classifier=clf.pop("seconds"), total=time.perf_counter() - t_all)
     est, name = f["learner"], f["name"]
     return {"learner": name, "n_features": int(n_features), "n_patches": int(n_patches),
@@ -370,4 +409,6 @@ def run_coates(learner, n_features: int, data: dict, *, patch_size: int = 6, n_p
             "feature_dim": int(f["ftr"].shape[1]), **clf,
             "paper_test_accuracy": PAPER_ACCURACY_1600.get(name) if n_features == 1600 else None,
             "learner_history_last": est.history_[-1] if getattr(est, "history_", None) else None,
-            "seconds": sec, "data_source": data.get("source"), "data_lossy_jpeg": data.get("lossy")}
+            "seconds": sec, "data_source": data.get("source"), "data_lossy_jpeg": data.get("lossy"),
+            **({"model": CoatesClassifier(est, f["zca"], patch_size=patch_size, eps_norm=eps_norm, **weights)}
+               if return_model else {})}
