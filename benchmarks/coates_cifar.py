@@ -74,6 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--append", action="store_true", help="keep the rows already in --out (other learners/K)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-iter", type=int, default=500)
+    ap.add_argument("--tune-max-iter", type=int, default=200, help="L-BFGS iterations per C on the grid")
     ap.add_argument("--png-dir", type=Path, default=REPO / "docs" / "images")
     ap.add_argument("--skip-natural", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "coates_cifar.json")
@@ -115,14 +116,15 @@ def main(argv=None) -> int:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(f, cache)
         clf = fit_classifier(f["ftr"], f["ytr"], f["fte"], f["yte"], C=args.C if len(args.C) > 1 else args.C[0],
-                             max_iter=args.max_iter, device="cpu")
+                             max_iter=args.max_iter, tune_max_iter=args.tune_max_iter, device="cpu")
         s = dict(f["seconds"], classifier=clf.pop("seconds"), total=time.perf_counter() - t1)
         paper = PAPER_ACCURACY_1600.get(name) if args.n_features == 1600 else (
             PAPER_ACCURACY_KMEANS_4000 if (name, args.n_features) == ("kmeans", 4000) else None)
         r = {"learner": name, "n_features": args.n_features, "n_patches": args.n_patches,
              "n_train": int(len(f["ytr"])), "n_test": int(len(f["yte"])), "feature_dim": int(f["ftr"].shape[1]),
              **clf, "paper_test_accuracy": paper, "learner_history_last": f["learner_history_last"],
-             "seconds": s, "features_from_cache": from_cache,
+             "seconds": s, "features_from_cache": from_cache, "svm_max_iter": args.max_iter,
+             "svm_tune_max_iter": args.tune_max_iter if len(args.C) > 1 else None,
              "filters_png": (str(png.relative_to(REPO)) if png.is_relative_to(REPO) else str(png)) if png else None}
         rows.append(r)
         print(f"{name:20s} {r['test_accuracy']:7.2f} {paper if paper else '-':>8} {r['train_accuracy']:8.2f} "

@@ -235,7 +235,8 @@ def _accuracy(W, b, x, y) -> float:
 
 def fit_classifier(ftr: torch.Tensor, ytr: torch.Tensor, fte: torch.Tensor, yte: torch.Tensor, *,
                    classifier: str = "l2svm", C=100.0, val_fraction: float = 0.1, max_iter: int = 500,
-                   random_state: int = 0, device="auto", return_weights: bool = False) -> dict:
+                   random_state: int = 0, device="auto", return_weights: bool = False,
+                   tune_max_iter: int | None = None) -> dict:
     """Standardize the features and train the linear classifier; return accuracies and the chosen C.
 
     ``return_weights``: also return ``weights`` = {"W", "b", "mean", "sd"} (tensors), what
@@ -245,6 +246,8 @@ def fit_classifier(ftr: torch.Tensor, ytr: torch.Tensor, fte: torch.Tensor, yte:
     training rows (seeded), train for each C in ascending order (each warm-started from the
     previous solution), keep the C with the best validation accuracy, then retrain on all the
     training rows with it. The test set is never looked at before the final model exists.
+    ``tune_max_iter``: L-BFGS iterations of each fit on the grid (default ``max_iter``; fewer
+    suffice to rank the C values, and the final fit starts from the chosen one's solution).
     """
     grid = sorted(float(c) for c in C) if isinstance(C, (list, tuple)) else None
     if grid is not None and (not grid or not 0 < val_fraction < 1):
@@ -267,7 +270,8 @@ def fit_classifier(ftr: torch.Tensor, ytr: torch.Tensor, fte: torch.Tensor, yte:
         (xv, yv), (xf, yf) = (ftr[:n_val], ytr[:n_val]), (ftr[n_val:], ytr[n_val:])
         validation, solutions = [], []
         for c in grid:
-            init = train_linear(xf, yf, n_classes, loss=classifier, C=c, max_iter=max_iter, device=device, init=init)
+            init = train_linear(xf, yf, n_classes, loss=classifier, C=c, max_iter=tune_max_iter or max_iter,
+                                device=device, init=init)
             solutions.append(init)
             validation.append({"C": c, "val_accuracy": _accuracy(*init, xv, yv), "fit_accuracy": _accuracy(*init, xf, yf)})
         i = max(range(len(grid)), key=lambda j: (validation[j]["val_accuracy"], -grid[j]))
