@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-train", type=int, default=50000)
     ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--n-patches", type=int, default=400000)
-    ap.add_argument("--C", type=float, nargs="+", default=[10.0, 30.0, 100.0, 300.0],
+    ap.add_argument("--C", type=float, nargs="+", default=[10.0, 30.0, 100.0, 300.0, 1000.0],
                     help="one value, or several to choose from on a held-out 10%% of the training set")
     ap.add_argument("--cache-dir", type=Path, default=None, help="keep/reuse the features here (not in the repo)")
     ap.add_argument("--append", action="store_true", help="keep the rows already in --out (other learners/K)")

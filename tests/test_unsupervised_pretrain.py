@@ -1,5 +1,7 @@
 """Greedy layer-wise pretraining, and the Coates pipeline end to end on a tiny problem."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -136,10 +138,16 @@ def test_fit_classifier_chooses_C_on_held_out_rows():
     x = torch.randn(600, 20, generator=g)
     w = torch.randn(3, 20, generator=g)
     y = (x @ w.t() + 2.0 * torch.randn(600, 3, generator=g)).argmax(1)   # noisy labels: C matters
-    r = fit_classifier(x[:400], y[:400], x[400:], y[400:], C=[1e-4, 1.0, 1e4], max_iter=100, device="cpu")
-    assert [v["C"] for v in r["validation"]] == [1e-4, 1.0, 1e4]
+    with warnings.catch_warnings():  # the best C may sit at the grid's edge here (tested below)
+        warnings.simplefilter("ignore")
+        r = fit_classifier(x[:400], y[:400], x[400:], y[400:], C=[1e-4, 1e-2, 1.0, 1e4], max_iter=100, device="cpu")
+    assert [v["C"] for v in r["validation"]] == [1e-4, 1e-2, 1.0, 1e4]
     best = max(r["validation"], key=lambda v: v["val_accuracy"])
     assert r["C"] == best["C"] and r["C"] != 1e-4        # the tiniest C underfits
+    # a best C at the edge of the grid is flagged and warned about
+    with pytest.warns(UserWarning, match="edge of the grid"):
+        edge = fit_classifier(x[:400], y[:400], x[400:], y[400:], C=[1e-6, 1.0], max_iter=50, device="cpu")
+    assert edge["C"] == 1.0 and edge["C_at_grid_edge"] is True
     assert r["test_accuracy"] > 60.0
     # a single C: no validation split
     assert fit_classifier(x[:400], y[:400], x[400:], y[400:], C=1.0, max_iter=50, device="cpu")["validation"] is None

@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-train", type=int, metavar="N", help="random training images (default: all 50,000)")
     p.add_argument("--n-test", type=int, metavar="N", help="random test images (default: all 10,000)")
     p.add_argument("--n-patches", type=int, default=400_000, help="patches the learner sees (default: 400,000)")
-    p.add_argument("--C", type=float, nargs="+", default=[10.0, 30.0, 100.0, 300.0],
-                   help="the SVM's C, or several to choose from on 10%% of the training set (default: 10 30 100 300)")
+    p.add_argument("--C", type=float, nargs="+", default=[10.0, 30.0, 100.0, 300.0, 1000.0],
+                   help="the SVM's C, or several to choose from on 10%% of the training set (default: 10 30 100 300 1000)")
     p.add_argument("--classifier", choices=["l2svm", "logistic"], default="l2svm")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyper-parameter of the learner(s), e.g. n_epochs=10 (repeatable)")

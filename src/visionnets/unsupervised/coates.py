@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,9 +277,13 @@ def fit_classifier(ftr: torch.Tensor, ytr: torch.Tensor, fte: torch.Tensor, yte:
             validation.append({"C": c, "val_accuracy": _accuracy(*init, xv, yv), "fit_accuracy": _accuracy(*init, xf, yf)})
         i = max(range(len(grid)), key=lambda j: (validation[j]["val_accuracy"], -grid[j]))
         C, init = grid[i], solutions[i]  # the final fit (convex) starts from the chosen C's solution
+        if len(grid) > 1 and i in (0, len(grid) - 1):
+            warnings.warn(f"fit_classifier: the best C ({grid[i]:g}) is at the edge of the grid {grid}; "
+                          "a wider grid may do better", stacklevel=2)
     W, b = train_linear(ftr, ytr, n_classes, loss=classifier, C=float(C), max_iter=max_iter, device=device,
                         init=init)
     out = {"classifier": classifier, "C": float(C), "validation": validation,
+           "C_at_grid_edge": None if grid is None else len(grid) > 1 and float(C) in (grid[0], grid[-1]),
            "train_accuracy": _accuracy(W, b, ftr, ytr), "test_accuracy": _accuracy(W, b, fte, yte),
            "seconds": time.perf_counter() - t0}
     if return_weights:
