@@ -247,6 +247,10 @@ def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, 
                              eval_test_each_epoch=t.eval_test_each_epoch,
                              callbacks=tuple(callbacks) if rank == 0 else ())
         trainer.fit(resume=resume)
+        # every rank past its last collective before any tears the group down: without it a rank
+        # still inside one when its peer exits can abort in gloo ("terminate called without an
+        # active exception", seen on a loaded 2-core machine)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
