@@ -257,9 +257,10 @@ def fit_classifier(ftr: torch.Tensor, ytr: torch.Tensor, fte: torch.Tensor, yte:
                           "list of C and 0 < val_fraction < 1")
     t0 = time.perf_counter()
     n_classes = int(max(ytr.max(), yte.max())) + 1
-    mu, sd = ftr.mean(0), torch.sqrt(ftr.var(0) + 0.01)      # as ``standardize``, one copy of the rows:
-    if grid is not None:                                     # shuffled so that the held-out rows are a
-        perm = torch.randperm(len(ftr), generator=torch.Generator().manual_seed(random_state))  # slice
+    mu, sd = ftr.mean(0), torch.sqrt(ftr.var(0) + 0.01)      # (x - mean) / sqrt(var + 0.01), as the paper's
+    # code, on one copy of the rows (shuffled first when C is chosen, so that the held-out rows are a slice)
+    if grid is not None:
+        perm = torch.randperm(len(ftr), generator=torch.Generator().manual_seed(random_state))
         ftr, ytr = ftr[perm], ytr[perm]
     else:
         ftr = ftr.clone()
@@ -318,13 +319,6 @@ class CoatesClassifier:
     def predict(self, images, device="auto") -> torch.Tensor:
         """Predicted class indices (N,)."""
         return self.decision_function(images, device).argmax(1)
-
-
-def standardize(train: torch.Tensor, *others: torch.Tensor):
-    """``(x - mean) / sqrt(var + 0.01)`` with the training set's statistics (as the paper's code)."""
-    mu = train.mean(0)
-    sd = torch.sqrt(train.var(0) + 0.01)
-    return [(t - mu) / sd for t in (train, *others)]
 
 
 # ---------------------------------------------------------------------------------------------
