@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from visionnets.io import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 
 
