@@ -103,7 +103,7 @@ def test_cosine_toy():
         load_dataset("cosine", low=1.0, high=0.0)
 
 
-@pytest.mark.parametrize("module", ["base", "files", "idx", "safe_pickle", "transforms", "augment",
+@pytest.mark.parametrize("module", ["base", "files", "idx", "safe_pickle", "transforms", "augment", "specs",
                                     "digits", "cosine", "mnist", "cifar10", "faces", "natural"])
 def test_docstring_examples_run(module):
     import doctest

@@ -82,7 +82,7 @@ def check(name: str | None, roots: list[Path]) -> int:
     for ds in [name] if name else sorted(KNOWN_FILES):
         try:
             found = locate(ds, roots)
-        except DataError as exc:
+        except DataError:
             if name is not None:
                 raise
             rows.append([ds, "-", "-", "MISSING", f"not found under {', '.join(map(str, roots))}"])

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from visionnets.data.augment import AUGMENTS, Augment, build_augment
+from visionnets.data.augment import AUGMENTS, Augment
 from visionnets.data.base import (Dataset, Split, TensorLoader, carve_validation, subsample_split,
                                   to_unit_float)
 from visionnets.data.catalog import DATASETS
 from visionnets.data.files import KNOWN_FILES, locate, resolve_roots
-from visionnets.data.transforms import TRANSFORMS, Compose, build_transforms
+from visionnets.data.specs import build_augment, build_transforms
+from visionnets.data.transforms import TRANSFORMS, Compose
 from visionnets.errors import ConfigError
 
 # importing a loader registers it

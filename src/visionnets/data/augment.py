@@ -7,6 +7,7 @@ Recipes name them in a list (``data.augment``), each a name or a dict with ``nam
 options::
 
     >>> import torch
+    >>> from visionnets.data.specs import build_augment
     >>> aug = build_augment([{"name": "translate", "max_shift": 2}, "hflip"])
     >>> x = torch.rand(4, 1, 8, 8)
     >>> a = aug(x, torch.Generator().manual_seed(0))
@@ -24,13 +25,12 @@ options::
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable
+from typing import Annotated, Callable
 
 import pydantic
 import torch
 import torch.nn.functional as F
 
-from visionnets.data.transforms import build_from_specs
 from visionnets.errors import DataError
 from visionnets.registry import Registry
 
@@ -131,11 +131,3 @@ def _random_crop(size: Annotated[int, pydantic.Field(ge=1)] | None = None,
 @AUGMENTS.register("hflip")
 def _hflip(p: Annotated[float, pydantic.Field(ge=0, le=1)] = 0.5):
     return _bind("hflip", hflip, p=p)
-
-
-def build_augment(specs: Any, where: str = "data.augment") -> Augment | None:
-    """An :class:`Augment` of the named augmentations, or None when ``specs`` is empty."""
-    from visionnets.data.transforms import TRANSFORMS
-
-    steps = build_from_specs(AUGMENTS, specs, where, other=(TRANSFORMS, "data.transforms"))
-    return Augment(steps) if steps else None

@@ -6,7 +6,7 @@ maps inputs. Recipes name them in a list; each entry is a name or a dict with ``
 options::
 
     >>> import torch
-    >>> t = build_transforms(["contrast_normalize", {"name": "standardize", "per": "pixel"}])
+    >>> t = Compose([ContrastNormalize(), Standardize(per="pixel")])   # or build_transforms([...]) by name
     >>> x = torch.rand(100, 1, 8, 8)
     >>> y = t.fit(x)(x)
     >>> bool(y.mean(0).abs().max() < 1e-5)
@@ -193,50 +193,3 @@ def _contrast_normalize(min_std: float = 1e-2) -> ContrastNormalize:
 @TRANSFORMS.register("flatten")
 def _flatten() -> Flatten:
     return Flatten()
-
-# --------------------------------------------------------------------------- specs
-
-
-def parse_spec(spec: Any, where: str) -> tuple[str, dict[str, Any]]:
-    """A spec is a name or ``{"name": name, **options}``; returns ``(name, options)``."""
-    if isinstance(spec, str):
-        return spec, {}
-    if isinstance(spec, dict):
-        if "name" not in spec:
-            raise ConfigError(f"{where}.name: missing; each entry is a name or a mapping with 'name'")
-        opts = {k: v for k, v in spec.items() if k != "name"}
-        if not isinstance(spec["name"], str):
-            raise ConfigError(f"{where}.name: expected a string, got {spec['name']!r}")
-        return spec["name"], opts
-    raise ConfigError(f"{where}: expected a name or a mapping with 'name', got {spec!r}")
-
-
-def build_from_specs(registry: Registry, specs: Any, where: str,
-                     other: tuple[Registry, str] | None = None) -> list:
-    """Build each spec of a list with ``registry``; errors name ``where[i].key``."""
-    if specs is None:
-        return []
-    if isinstance(specs, (str, dict)):
-        specs = [specs]
-    if not isinstance(specs, (list, tuple)):
-        raise ConfigError(f"{where}: expected a list of names or mappings, got {specs!r}")
-    built = []
-    for i, spec in enumerate(specs):
-        at = f"{where}[{i}]"
-        name, opts = parse_spec(spec, at)
-        if name not in registry:
-            hint = ""
-            if other is not None and name in other[0]:
-                hint = f" ({name!r} is an {other[0].kind}: put it under {other[1]})"
-            raise ConfigError(f"{at}.name: unknown {registry.kind} {name!r}{hint}; "
-                              f"expected one of: {', '.join(registry.names())}")
-        built.append(registry.build(name, opts, where=at))
-    return built
-
-
-def build_transforms(specs: Any, where: str = "data.transforms") -> Compose | None:
-    """A :class:`Compose` of the named transforms (not yet fitted), or None for no transforms."""
-    from visionnets.data.augment import AUGMENTS  # names to point at the right list
-
-    built = build_from_specs(TRANSFORMS, specs, where, other=(AUGMENTS, "data.augment"))
-    return Compose(built) if built else None

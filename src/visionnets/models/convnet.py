@@ -22,6 +22,7 @@ from visionnets.errors import ConfigError
 from visionnets.models import MODELS
 from visionnets.models.init import init_layer
 from visionnets.models.mlp import fully_connected
+from visionnets.nn.activations import make_activation
 
 PosInt = Annotated[int, Field(ge=1)]
 
@@ -54,14 +55,6 @@ def _filter(st: Stage, in_ch: int, hw: tuple[int, int]) -> nn.Module:
     if st.layer == "local":
         return LocallyConnected2d(in_ch, st.channels, st.kernel, st.stride, pad, input_size=hw)
     return TiledConv2d(in_ch, st.channels, st.kernel, st.tile, st.stride, pad, input_size=hw)
-
-
-def _rectifier(name: str) -> nn.Module | None:
-    if name == "abs":
-        from visionnets.nn import Abs
-
-        return Abs()
-    return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}.get(name, lambda: None)()
 
 
 def _pool(st: Stage) -> nn.Module | None:
@@ -114,7 +107,7 @@ def convnet(input_shape: tuple[int, ...], num_outputs: int, stages: list[Stage],
                               f"{hw[0]}x{hw[1]} input of stage {i}")
         parts: OrderedDict[str, nn.Module] = OrderedDict()
         parts["filter"] = init_layer(_filter(st, in_ch, hw), st.rectify)
-        for name, mod in (("rectify", _rectifier(st.rectify)), ("pool", _pool(st)), ("norm", _norm(st))):
+        for name, mod in (("rectify", None if st.rectify == "none" else make_activation(st.rectify)), ("pool", _pool(st)), ("norm", _norm(st))):
             if mod is not None:
                 parts[name] = mod
         if st.dropout > 0:

@@ -11,9 +11,9 @@ from torch import nn
 
 from visionnets.models import MODELS
 from visionnets.models.init import init_layer
+from visionnets.nn.activations import make_activation
 
 Activation = Literal["relu", "tanh", "sigmoid"]
-_ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
 @MODELS.register("mlp")
@@ -38,7 +38,7 @@ def fully_connected(width: int, num_outputs: int, hidden=(), activation: str = "
     layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
     for i, h in enumerate(hidden, 1):
         layers[f"fc{i}"] = init_layer(nn.Linear(width, h), activation)
-        layers[f"act{i}"] = _ACTS[activation]()
+        layers[f"act{i}"] = make_activation(activation)
         if dropout > 0:
             layers[f"drop{i}"] = nn.Dropout(dropout)
         width = h

@@ -22,6 +22,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from visionnets.device import resolve_device
 from visionnets.errors import ConfigError, DataError, TrainingError
 
 try:  # scikit-learn >= 1.6
@@ -29,21 +30,6 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn
     def _validate_data(estimator, X, reset=True, **kw):
         return estimator._validate_data(X, reset=reset, **kw)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` is CUDA when it is present, else the CPU; anything else is taken as given."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"device={device!r} is not a torch device; expected 'auto', 'cpu' or 'cuda[:k]'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} asked for CUDA but torch sees no GPU; use device='auto' or 'cpu'")
-    return dev
 
 
 def make_generator(random_state, device: torch.device) -> torch.Generator:

@@ -34,11 +34,10 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from visionnets.errors import ConfigError
+from visionnets.nn.activations import activation_fn, make_activation
 from visionnets.unsupervised._base import TorchTransformer
 
-ACTIVATIONS = ("sigmoid", "relu", "tanh", "linear")
-_ACT_FN = {"sigmoid": torch.sigmoid, "relu": F.relu, "tanh": torch.tanh, "linear": lambda t: t}
-_ACT_MODULE = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "linear": nn.Identity}
+ACTIVATIONS = ("sigmoid", "relu", "tanh", "linear")   # the names of nn.activations an auto-encoder takes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,8 +53,8 @@ def autoencoder_forward(x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tenso
     b_dec (D,) or None. Returns h (B, K) and x_hat (B, D). A tied auto-encoder passes
     ``w_dec = w_enc.t()``.
     """
-    h = _ACT_FN[activation](F.linear(x, w_enc, b_enc))
-    x_hat = _ACT_FN[decoder_activation](F.linear(h, w_dec, b_dec))
+    h = activation_fn(activation)(F.linear(x, w_enc, b_enc))
+    x_hat = activation_fn(decoder_activation)(F.linear(h, w_dec, b_dec))
     return h, x_hat
 
 
@@ -206,7 +205,7 @@ class AutoEncoder(TorchTransformer):
         with torch.no_grad():
             enc.weight.copy_((torch.rand(k, n_features, generator=generator, device=dev) * 2 - 1) * bound)
             enc.bias.zero_()
-        self.encoder_ = nn.Sequential(enc, _ACT_MODULE[self.activation]())
+        self.encoder_ = nn.Sequential(enc, make_activation(self.activation))
         if self.tied:
             dec = TiedLinear(enc)
         else:
@@ -214,7 +213,7 @@ class AutoEncoder(TorchTransformer):
             with torch.no_grad():
                 dec.weight.copy_(enc.weight.t())
                 dec.bias.zero_()
-        self.decoder_ = nn.Sequential(dec, _ACT_MODULE[self.decoder_activation]())
+        self.decoder_ = nn.Sequential(dec, make_activation(self.decoder_activation))
         self.module_ = AutoEncoderModule(self.encoder_, self.decoder_)
         params = list(self.module_.parameters())
         if self.optimizer == "adam":

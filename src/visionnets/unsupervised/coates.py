@@ -26,8 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from visionnets.device import resolve_device
 from visionnets.errors import ConfigError, DataError
-from visionnets.unsupervised._base import progress, resolve_device
+from visionnets.nn.activations import ACTIVATIONS, activation_fn
+from visionnets.unsupervised._base import progress
 from visionnets.unsupervised.patches import ZCA, KMeans, extract_patches, normalize_patches
 
 LEARNERS = ("kmeans", "sparse_autoencoder", "rbm", "rica")
@@ -120,14 +122,8 @@ def filter_bank(est) -> tuple[torch.Tensor, torch.Tensor, str, dict]:
 
 
 def _activate(z, act, extra, q2=None):
-    if act == "sigmoid":
-        return torch.sigmoid(z)
-    if act == "relu":
-        return F.relu(z)
-    if act == "tanh":
-        return torch.tanh(z)
-    if act == "linear":
-        return z
+    if act in ACTIVATIONS:
+        return activation_fn(act)(z)
     if act == "smooth_abs":
         return torch.sqrt(z * z + extra["eps"])
     if act == "triangle":  # z holds c.x~ ; distances from ||x~||^2 - 2 c.x~ + ||c||^2, in place

@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from visionnets.errors import ConfigError, DataError
+from visionnets.nn.activations import activation_name
 
 METHODS = ("autoencoder", "denoising", "sparse", "rbm")
-_ACT_NAMES = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Identity: "linear"}
+PRETRAINABLE = ("relu", "sigmoid", "tanh")   # the code non-linearities a learner can reproduce
 _SKIPPABLE = (nn.Dropout, nn.Identity, nn.Flatten)
 
 
@@ -62,8 +63,9 @@ def mlp_layers(model: nn.Module) -> list[dict]:
         act_idx, act = None, None
         for t in range(i + 1, lin[j + 1]):
             m = leaves[t][1]
-            if type(m) in _ACT_NAMES and not isinstance(m, nn.Identity):
-                act_idx, act = t, _ACT_NAMES[type(m)]
+            name = activation_name(m)
+            if name in PRETRAINABLE:
+                act_idx, act = t, name
                 break
             if not isinstance(m, _SKIPPABLE):
                 raise ConfigError(f"pretrain_mlp: module {leaves[t][0]!r} ({type(m).__name__}) follows Linear "

@@ -1,0 +1,32 @@
+"""Where tensors live: one rule for every trainer, executor and estimator.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("auto").type in ("cpu", "cuda")
+    True
+"""
+
+from __future__ import annotations
+
+import torch
+
+from visionnets.errors import ConfigError
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is CUDA when present, else the CPU; anything else is checked and taken as given.
+
+    A name torch does not know, or CUDA asked for where torch sees no GPU, is a ConfigError
+    that names the value.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device: {device!r} is not a torch device; expected 'auto', 'cpu' or 'cuda[:k]'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {device!r} asks for CUDA but torch sees no GPU; use 'auto' or 'cpu'")
+    return dev
