@@ -31,6 +31,7 @@ def digits():
 # cheap settings for a 600-image subsample, and the accuracy each must reach on 400 test images
 CASES = {
     "linear": ({}, 0.92),
+    "linear_svm": ({}, 0.93),
     "knn": ({}, 0.95),
     "svm_rbf": ({}, 0.95),
     "boosted_trees": ({"max_iter": 20}, 0.90),
@@ -60,7 +61,7 @@ def test_baseline_learns_digits(name, digits):
 
 
 def test_tutorial_errors_are_the_tutorials_table():
-    expected = {"linear": 12.0, "boosted_stumps": 7.7, "boosted_trees": 1.5, "knn": 5.0,
+    expected = {"linear": 12.0, "linear_svm": 12.0, "boosted_stumps": 7.7, "boosted_trees": 1.5, "knn": 5.0,
                 "svm_rbf": 1.4, "rbm_logistic": None}
     assert {n: BASELINES.build(n).tutorial_error for n in BASELINES.names()} == expected
 
@@ -69,6 +70,7 @@ def test_parameter_counts(digits):
     X, y, _, _ = digits
     n, d, k = X.shape[0], X.shape[1], 10
     assert BASELINES.build("linear").fit(X, y).n_parameters() == k * d + k
+    assert BASELINES.build("linear_svm").fit(X, y).n_parameters() == k * d + k
     assert BASELINES.build("knn").fit(X, y).n_parameters() == n * (d + 1)
     rbm = BASELINES.build("rbm_logistic", {"n_components": 16, "n_iter": 1}).fit(X, y)
     assert rbm.n_parameters() == 16 * d + 16 + d + (k * 16 + k)

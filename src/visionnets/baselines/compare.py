@@ -62,7 +62,7 @@ PRETRAINED, FROM_SCRATCH = "_pretrained", "_random"   # a pre-trained net and it
 
 FAMILIES = {  # column of the properties table each method belongs to
     "boosted_stumps": "Boosting", "boosted_trees": "Boosting", "rbm_logistic": "Probab. models",
-    "knn": "k-NN", "svm_rbf": "SVM", "linear": "Linear",
+    "knn": "k-NN", "svm_rbf": "SVM", "linear": "Linear", "linear_svm": "Linear",
 }
 FAMILY_ORDER = ["Deep nets", "Boosting", "Probab. models", "SVM", "k-NN", "Linear"]
 DATASETS = ("mnist", "digits")

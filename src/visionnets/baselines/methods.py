@@ -9,7 +9,7 @@ tutorial's table (``tutorial_error=None``).
 
     >>> from visionnets.baselines import BASELINES
     >>> BASELINES.names()
-    ['boosted_stumps', 'boosted_trees', 'knn', 'linear', 'rbm_logistic', 'svm_rbf']
+    ['boosted_stumps', 'boosted_trees', 'knn', 'linear', 'linear_svm', 'rbm_logistic', 'svm_rbf']
     >>> knn = BASELINES.build("knn", {"k": 1})
     >>> knn.name, knn.tutorial_error
     ('knn', 5.0)
@@ -27,6 +27,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from visionnets.baselines.base import Baseline
 from visionnets.registry import Registry
+from visionnets.svm import LinearSVM
 
 BASELINES = Registry("baseline")
 
@@ -95,6 +96,18 @@ def linear(C: float = 1.0, max_iter: int = 1000, tol: float = 1e-4) -> Baseline:
     return Baseline("linear", est, count=_count_linear, label="Linear classifier (logistic regression)",
                     tutorial_name="Linear Classifier", tutorial_error=12.0,
                     params={"C": C, "max_iter": max_iter, "tol": tol})
+
+
+@BASELINES.register("linear_svm")
+def linear_svm(C: float = 100.0, max_iter: int = 500) -> Baseline:
+    """Linear SVM: one-vs-all squared hinge on the pixels, by L-BFGS (:class:`visionnets.svm.LinearSVM`).
+
+    The tutorial's "Linear Classifier: SVM" slide (hinge loss); ``0.5 ||W||^2 + C mean_n loss_n``,
+    the same solver Coates et al.'s pipeline uses on its features.
+    """
+    return Baseline("linear_svm", LinearSVM(C=C, max_iter=max_iter), count=_count_linear,
+                    label="Linear classifier (L2-SVM)", tutorial_name="Linear Classifier", tutorial_error=12.0,
+                    params={"C": C, "max_iter": max_iter})
 
 
 @BASELINES.register("boosted_stumps")

@@ -25,11 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from visionnets.device import resolve_device
 from visionnets.errors import ConfigError, DataError, TrainingError
 
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data as _validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-    def _validate_data(estimator, X, reset=True, **kw):
-        return estimator._validate_data(X, reset=reset, **kw)
+from sklearn.utils.validation import validate_data
 
 
 def make_generator(random_state, device: torch.device) -> torch.Generator:
@@ -87,7 +83,7 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
                 raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
                                 f"{self.n_features_in_} features as input")
             return X.to(self.device_, torch.float32), True
-        arr = _validate_data(self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1)
+        arr = validate_data(self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1)
         return torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float32), device=self.device_), False
 
     # ---- fitting --------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from visionnets.device import resolve_device
 from visionnets.errors import ConfigError, DataError
 from visionnets.nn.activations import ACTIVATIONS, activation_fn
+from visionnets.svm import train_linear
 from visionnets.unsupervised._base import progress
 from visionnets.unsupervised.patches import ZCA, KMeans, extract_patches, normalize_patches
 
@@ -171,57 +172,6 @@ def extract_features(images, est, zca: ZCA, patch_size: int = 6, eps_norm: float
 # ---------------------------------------------------------------------------------------------
 # linear classifiers
 # ---------------------------------------------------------------------------------------------
-def squared_hinge_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """One-vs-all L2-SVM loss ``sum_k max(0, 1 - t_k s_k)^2`` with t_k = +1 for the class, -1 otherwise; summed."""
-    t = -torch.ones_like(scores)
-    t.scatter_(1, y[:, None], 1.0)
-    return F.relu(1 - t * scores).pow(2).sum()
-
-
-def train_linear(x: torch.Tensor, y: torch.Tensor, n_classes: int, loss: str = "l2svm", C: float = 100.0,
-                 max_iter: int = 500, device="auto", init: tuple[torch.Tensor, torch.Tensor] | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimize ``0.5 ||W||^2 + C * mean_n loss_n`` (the bias unregularized) by full-batch L-BFGS.
-
-    That is the objective of Coates et al.'s code (``C * mean(margin.^2)``, C = 100).
-
-    ``loss``: "l2svm" (squared hinge, one-vs-all) or "logistic" (softmax cross-entropy).
-    ``init``: ``(W, b)`` to start from (a warm start, e.g. the solution for a neighbouring C).
-    Returns W (n_classes, D) and b (n_classes,).
-    """
-    if loss not in ("l2svm", "logistic"):
-        raise ConfigError(f"train_linear: loss={loss!r}; expected 'l2svm' or 'logistic'")
-    if not isinstance(C, numbers.Real) or C <= 0:
-        raise ConfigError(f"train_linear: C={C!r}; expected a number > 0")
-    dev = resolve_device(device)
-    x, y = x.to(dev), y.to(dev)
-    n = x.shape[0]
-    if init is None:
-        W = torch.zeros(n_classes, x.shape[1], device=dev)
-        b = torch.zeros(n_classes, device=dev)
-    else:
-        W, b = (t.detach().to(dev, torch.float32).clone() for t in init)
-        if W.shape != (n_classes, x.shape[1]) or b.shape != (n_classes,):
-            raise ConfigError(f"train_linear: init shapes {tuple(W.shape)}, {tuple(b.shape)}; "
-                              f"expected ({n_classes}, {x.shape[1]}) and ({n_classes},)")
-    W.requires_grad_(True)
-    b.requires_grad_(True)
-    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-6,
-                            tolerance_change=1e-10, line_search_fn="strong_wolfe")
-    scale = 1.0 / C  # the objective divided by C: same minimizer, numbers of order 1
-
-    def closure():
-        opt.zero_grad(set_to_none=True)
-        s = torch.addmm(b, x, W.t())
-        data = squared_hinge_loss(s, y) if loss == "l2svm" else F.cross_entropy(s, y, reduction="sum")
-        obj = data / n + 0.5 * scale * W.pow(2).sum()
-        obj.backward()
-        return obj
-
-    opt.step(closure)
-    return W.detach(), b.detach()
-
-
 def _accuracy(W, b, x, y) -> float:
     dev = W.device
     correct = 0

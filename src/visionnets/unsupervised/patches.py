@@ -22,10 +22,10 @@ import numbers
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from visionnets.errors import ConfigError, DataError
-from visionnets.unsupervised._base import TorchTransformer, _validate_data, make_generator, progress
+from visionnets.unsupervised._base import TorchTransformer, make_generator, progress
 
 
 def _images_tensor(images) -> torch.Tensor:
@@ -108,7 +108,7 @@ class ZCA(TransformerMixin, BaseEstimator):
     def _check(self, X, reset):
         if isinstance(X, torch.Tensor):
             X = X.detach().cpu().numpy()
-        return _validate_data(self, X, reset=reset, dtype=(np.float64, np.float32), ensure_min_samples=1)
+        return validate_data(self, X, reset=reset, dtype=(np.float64, np.float32), ensure_min_samples=1)
 
     def transform(self, X):
         """Whitened rows, same type (numpy/tensor) and dtype family as the input."""
