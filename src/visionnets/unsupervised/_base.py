@@ -89,21 +89,30 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
     # ---- fitting --------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Initialize the learner on ``X`` (n_samples, n_features) and train it ``n_epochs`` epochs."""
-        x = self._initialize(X)
+        x = self._start(X)
         self._run_epochs(x, self.n_epochs)
         return self
 
     def partial_fit(self, X, y=None):
         """One pass over ``X`` in mini-batches; the first call initializes the learner."""
         if not hasattr(self, "n_iter_"):
-            x = self._initialize(X)
+            x = self._start(X)
         else:
             x, _ = self._to_tensor(X, reset=False)
         self._run_epochs(x, 1)
         return self
 
-    def _initialize(self, X) -> torch.Tensor:
-        """Check the hyper-parameters, create the untrained state from ``X``; returns X as a tensor."""
+    def initialize(self, X):
+        """Check the hyper-parameters and create the untrained state from ``X``; returns self.
+
+        What ``fit`` does before its first epoch: then ``partial_fit`` trains one epoch at a time
+        (layer-wise pretraining measures the untrained reconstruction error this way).
+        """
+        self._start(X)
+        return self
+
+    def _start(self, X) -> torch.Tensor:
+        """``initialize``, returning X as a tensor on the learner's device."""
         self._check_params()
         self.device_ = resolve_device(self.device)
         x, _ = self._to_tensor(X, reset=True)

@@ -228,7 +228,7 @@ class KMeans(TorchTransformer):
 
     # fit = full Lloyd iterations (overrides the mini-batch loop)
     def fit(self, X, y=None):
-        x = self._initialize(X)
+        x = self._start(X)
 
         for _ in progress(range(self.n_epochs), self.verbose, "KMeans"):
             sums = torch.zeros_like(self.cluster_centers_)

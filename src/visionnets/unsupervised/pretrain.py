@@ -161,9 +161,9 @@ def pretrain_mlp(model: nn.Module, x: torch.Tensor, method: str = "autoencoder",
             learner = make_learner(method, lin.out_features, layer["activation"], codes, epochs, lr,
                                    batch_size, **params)
             mon = codes[:monitor_rows]
-            learner._initialize(codes)
-            before = _reconstruction_error(learner, mon)
-            learner._run_epochs(codes, epochs)
+            before = _reconstruction_error(learner.initialize(codes), mon)
+            for _ in range(epochs):
+                learner.partial_fit(codes)
             after = _reconstruction_error(learner, mon)
             enc = learner.encoder_[0]
             with torch.no_grad():
