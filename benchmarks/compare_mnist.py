@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from visionnets.baselines import BASELINES
-from visionnets.baselines.compare import (TUTORIAL_MNIST, TUTORIAL_NETS, Row, load_arrays, properties,
-                                          render_properties, render_table, report, row_from_run,
+from visionnets.baselines.compare import (TUTORIAL_MNIST, TUTORIAL_NETS, Row, load_arrays, row_from_run,
                                           run_baseline, subsample_rows)
+from visionnets.baselines.table import properties, render_properties, render_table, report
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -101,26 +101,26 @@ def rows_from_pretrain_json(path: Path, data_dir: str | None) -> list[Row]:
     """
     import torch
 
-    from visionnets import api
     from visionnets.models import count_parameters
     from visionnets.objectives import build_objective
     from visionnets.recipes import load_recipe
+    from visionnets.train.setup import build_data, build_model_for
     from visionnets.train.trainer import evaluate_model
 
     data = json.loads(path.read_text())
     rows = []
     for r in data["rows"]:
         rec = load_recipe(r["recipe"])
-        dataset = api.build_data(rec, data_dir)
-        model = api.build_for(rec, dataset)
+        dataset = build_data(rec, data_dir)
+        model = build_model_for(rec, dataset)
         objective = build_objective(rec.objective.model_dump())
         with torch.no_grad():
             t0 = time.perf_counter()
-            result = evaluate_model(model, objective, dataset.test, True, rec.train.eval_batch_size, "cpu")
+            result = evaluate_model(model, objective, dataset.test, rec.train.eval_batch_size, "cpu")
             test_s = time.perf_counter() - t0
             for _ in range(2):                    # best of 3, as for the runs
                 t0 = time.perf_counter()
-                evaluate_model(model, objective, dataset.test, True, rec.train.eval_batch_size, "cpu")
+                evaluate_model(model, objective, dataset.test, rec.train.eval_batch_size, "cpu")
                 test_s = min(test_s, time.perf_counter() - t0)
         name = rec.name
         tutorial_name = TUTORIAL_NETS.get(name)

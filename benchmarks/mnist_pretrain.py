@@ -107,7 +107,7 @@ def main(argv=None) -> int:
                 run = train(rec, data_dir=args.data, out=Path(tmp) / f"{kind}{seed}", progress=False, figures=False)
                 total = time.perf_counter() - t0
                 pre_path = Path(run.run_dir) / "pretrain.json"
-                pre = json.loads(pre_path.read_text()) if pre_path.exists() else None
+                pre = json.loads(pre_path.read_text())["layers"] if pre_path.exists() else None
                 for layer in pre or []:
                     layer.pop("history", None)
                 pre_s = sum(p["seconds"] for p in pre) if pre else 0.0

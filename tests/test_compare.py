@@ -9,9 +9,9 @@ import torch
 from sklearn.datasets import load_digits
 from threadpoolctl import threadpool_limits
 
-from visionnets.baselines.compare import (NOT_MEASURED, PROPERTIES, TABLE_COLUMNS, Row, compare, family,
-                                          parse_options, properties, render_properties,
-                                          render_table, report, row_from_run)
+from visionnets.baselines.compare import Row, compare, parse_options, row_from_run
+from visionnets.baselines.table import (NOT_MEASURED, PROPERTIES, TABLE_COLUMNS, family, properties,
+                                        render_properties, render_table, report)
 from visionnets.data.base import Dataset, Split
 from visionnets.errors import ConfigError
 
@@ -41,7 +41,7 @@ def all_rows():
 
 
 def test_rows_are_measured(all_rows):
-    assert [r.method for r in all_rows] == ["boosted_stumps", "boosted_trees", "knn", "linear",
+    assert [r.method for r in all_rows] == ["boosted_stumps", "boosted_trees", "knn", "linear", "linear_svm",
                                            "rbm_logistic", "svm_rbf"]
     for r in all_rows:
         assert r.kind == "baseline" and r.n_train == 800 and r.n_test == 300

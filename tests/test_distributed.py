@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from visionnets.data.base import Split, TensorLoader
-from visionnets.distributed import train_distributed
-from visionnets.distributed.ddp import ShardedLoader, part_bounds
+from visionnets import api
+from visionnets.data.base import Split
+from visionnets.train.loader import TensorLoader, part_bounds
 from visionnets.distributed.ps import ParameterShard, staleness_stats
 from visionnets.distributed.replica import batch_sizes, slot_indices, steps_per_epoch
 from visionnets.distributed.sharding import ShardLayout
@@ -146,20 +146,20 @@ def test_part_bounds_cover_the_batch():
 
 def test_sharded_loader_parts_make_the_single_process_batches():
     split = Split(torch.arange(23.0)[:, None], torch.arange(23))
-    single = [y for _, y in TensorLoader(split, 5, shuffle=True, seed=3)]
-    loaders = [ShardedLoader(split, 5, seed=3, rank=r, workers=2, device="cpu") for r in range(2)]
-    for ld in loaders:
-        ld.set_epoch(0)
+    single = [b["y"] for b in TensorLoader(split, 5, shuffle=True, seed=3)]
+    loaders = [TensorLoader(split, 5, shuffle=True, seed=3, rank=r, workers=2) for r in range(2)]
     for i, parts in enumerate(zip(*loaders)):
-        assert torch.equal(torch.cat([y for _, y in parts]), single[i])
+        assert torch.equal(torch.cat([b["y"] for b in parts]), single[i])
+        assert loaders[0].batch_examples == len(single[i])
     assert loaders[0].local_examples(len(loaders[0])) + loaders[1].local_examples(len(loaders[1])) == 23
 
 
-def test_train_distributed_rejects_unknown_executor_and_options():
-    with pytest.raises(ConfigError, match="--executor: expected one of local, downpour, ddp"):
-        train_distributed("horovod", "digits_convnet")
-    with pytest.raises(ConfigError, match="unknown option 'replicas'"):
-        train_distributed("ddp", "digits_convnet", replicas=2)
+def test_train_rejects_unknown_executor_and_options(tmp_path):
+    with pytest.raises(ConfigError, match="unknown executor 'horovod'; expected one of: ddp, downpour, local"):
+        api.train("digits_convnet", executor="horovod", out=tmp_path / "a")
+    with pytest.raises(ConfigError, match="--executor ddp: unknown option 'replicas'"):
+        api.train("digits_convnet", executor="ddp", replicas=2, out=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()   # nothing written
 
 
 def test_without_ray_the_error_names_the_extra(monkeypatch):

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from visionnets import api
-from visionnets.distributed import train_distributed
 from visionnets.train.checkpoint import read_checkpoint
 
 
@@ -95,7 +94,7 @@ def _capture(store):
 def test_one_replica_fetching_and_pushing_every_step_is_plain_sgd(ray_session, tmp_path):
     recipe = TINY + ["train.epochs=2", "train.optimizer.momentum=0.9", "train.optimizer.nesterov=false"]
     plain = api.train("digits_convnet", recipe, out=tmp_path / "plain", progress=False, figures=False)
-    down = train_distributed("downpour", "digits_convnet", recipe, out=tmp_path / "down", replicas=1,
+    down = api.train("digits_convnet", recipe, executor="downpour", out=tmp_path / "down", replicas=1,
                              ps_shards=2, n_fetch=1, n_push=1, progress=False, figures=False)
     a, _ = _weights(plain.run_dir)
     b, state = _weights(down.run_dir)
@@ -105,7 +104,7 @@ def test_one_replica_fetching_and_pushing_every_step_is_plain_sgd(ray_session, t
     assert state["executor"] == "downpour"
     for ra, rb in zip(plain.history, down.history):
         assert rb["train_loss"] == pytest.approx(ra["train_loss"], abs=1e-6)
-        assert rb["staleness_max"] == 0          # one replica, fetch before every step
+        assert rb["executor"]["staleness_max"] == 0          # one replica, fetch before every step
     # mid-run evaluations see whatever the replica has pushed by then; the last one is exact
     assert down.history[-1]["test_error"] == plain.history[-1]["test_error"]
     # the run directory is a normal one
@@ -124,11 +123,11 @@ def faulty_run(ray_session, tmp_path_factory):
             seen["victim"] = driver.replicas[1]
             ray_session.kill(driver.replicas[1])
         if record["epoch"] == 2:
-            seen["version"] = record["updates"][0]   # shard 0 checkpointed at this boundary
+            seen["version"] = record["executor"]["updates"][0]   # shard 0 checkpointed at this boundary
             ray_session.kill(driver.shards[0])
 
     out = tmp_path_factory.mktemp("faults") / "run"
-    r = train_distributed("downpour", "digits_convnet", TINY + ["train.epochs=3"], out=out, replicas=2,
+    r = api.train("digits_convnet", TINY + ["train.epochs=3"], executor="downpour", out=out, replicas=2,
                           ps_shards=2, n_push=2, checkpoint_every=0, progress=False, figures=False,
                           callbacks=(kill,))
     return r, seen
@@ -137,7 +136,7 @@ def faulty_run(ray_session, tmp_path_factory):
 def test_replica_killed_mid_run_is_replaced_and_every_step_is_applied_once(faulty_run):
     r, seen = faulty_run
     driver, last = seen["driver"], r.history[-1]
-    assert [h["replica_failures"] for h in r.history] == [0, 1, 1]
+    assert [h["executor"]["replica_failures"] for h in r.history] == [0, 1, 1]
     assert driver.replicas[1] is not seen["victim"]
     assert [e["event"] for e in driver.events].count("replica_replaced") == 1
     logged = [json.loads(l) for l in (r.run_dir / "events.jsonl").read_text().splitlines()]
@@ -146,7 +145,7 @@ def test_replica_killed_mid_run_is_replaced_and_every_step_is_applied_once(fault
     assert driver.final_ledgers == [dict(enumerate(driver.total))] * 2
     assert last["step"] == sum(driver.total)
     assert last["examples_seen"] == 3 * len(r.dataset.train)
-    assert last["steps_lost"] >= 0 and last["duplicate_pushes"] >= 0
+    assert last["executor"]["steps_lost"] >= 0 and last["executor"]["duplicate_pushes"] >= 0
     assert last["test_error"] < 0.5                 # still learns (chance: 0.9)
     rows = [json.loads(l) for l in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2, 3]
@@ -155,7 +154,7 @@ def test_replica_killed_mid_run_is_replaced_and_every_step_is_applied_once(fault
 def test_shard_killed_is_restored_from_its_checkpoint(faulty_run):
     r, seen = faulty_run
     driver = seen["driver"]
-    assert [h["shard_failures"] for h in r.history] == [0, 0, 1]
+    assert [h["executor"]["shard_failures"] for h in r.history] == [0, 0, 1]
     restored = [e for e in driver.events if e["event"] == "shard_restored"]
     assert len(restored) == 1 and restored[0]["shard"] == 0
     assert 0 < restored[0]["from_version"] <= seen["version"]      # the epoch-2 checkpoint
@@ -164,7 +163,7 @@ def test_shard_killed_is_restored_from_its_checkpoint(faulty_run):
     assert driver.final_ledgers == [dict(enumerate(driver.total))] * 2
     # pushes that reached the shard after its checkpoint and were re-sent are dropped by its ledger
     # (how many there are depends on timing: replicas keep running across the epoch boundary)
-    assert r.history[-1]["duplicate_pushes"] >= 0
+    assert r.history[-1]["executor"]["duplicate_pushes"] >= 0
 
 
 def test_resume_continues_a_downpour_run(ray_session, tmp_path):
@@ -173,9 +172,9 @@ def test_resume_continues_a_downpour_run(ray_session, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_distributed("downpour", "digits_convnet", TINY + ["train.epochs=2"], out=tmp_path / "run",
+        api.train("digits_convnet", TINY + ["train.epochs=2"], executor="downpour", out=tmp_path / "run",
                           replicas=2, progress=False, figures=False, callbacks=(stop,))
-    r = train_distributed("downpour", None, resume=tmp_path / "run", progress=False, figures=False)
+    r = api.train(None, resume=tmp_path / "run", progress=False, figures=False)
     assert [h["epoch"] for h in r.history] == [1, 2]
     assert r.history[-1]["examples_seen"] == 2 * len(r.dataset.train)
     assert json.loads((r.run_dir / "executor.json").read_text())["options"]["replicas"] == 2
@@ -185,4 +184,4 @@ def test_more_replicas_than_ray_cpus_is_a_config_error(ray_session, tmp_path):
     from visionnets.errors import ConfigError
 
     with pytest.raises(ConfigError, match="3 replicas need one Ray CPU each; the Ray cluster has 2"):
-        train_distributed("downpour", "digits_convnet", TINY, out=tmp_path / "run", replicas=3, progress=False)
+        api.train("digits_convnet", TINY, executor="downpour", out=tmp_path / "run", replicas=3, progress=False)

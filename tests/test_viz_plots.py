@@ -9,24 +9,11 @@ from torch import nn
 from visionnets.data.base import Dataset, Split
 from visionnets.errors import ConfigError, DataError
 from visionnets.viz.confusion import class_probabilities, confusion_matrix, plot_confusion, predict
-from visionnets.viz.curves import plot_curves, read_metrics, series
+from visionnets.viz.curves import plot_curves, series
 from visionnets.viz.fit import is_1d_regression, plot_fit
 from visionnets.viz.worst import plot_worst, worst_examples
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def test_read_metrics(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text(json.dumps({"epoch": 1, "train_loss": 0.5}) + "\n\n" +
-                    json.dumps({"epoch": 2, "train_loss": 0.25}) + "\n")
-    assert [r["train_loss"] for r in read_metrics(path)] == [0.5, 0.25]
-    path.write_text('{"epoch": 1}\n{"epoch": 2,\n')
-    with pytest.raises(DataError, match=r"metrics.jsonl:2: not valid JSON"):
-        read_metrics(path)
-    path.write_text("[1, 2]\n")
-    with pytest.raises(DataError, match="expected a JSON object"):
-        read_metrics(path)
 
 
 def test_series_skips_missing_none_and_nan():

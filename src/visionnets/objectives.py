@@ -1,24 +1,32 @@
-"""Objectives turn a batch into a loss (and the counts behind the metrics).
+"""Objectives turn a batch into a loss, named outputs and named metrics.
 
 The Trainer runs one loop for every kind of learning; what changes between supervised,
 semi-supervised, multi-task or multi-modal learning is the objective, found by name in
-``OBJECTIVES``. An objective is called as ``objective(model, x, y)`` and returns
-``(loss, outputs)``, where ``outputs`` are the model's predictions used for the error rate.
+``OBJECTIVES``. An objective is called as ``objective(model, batch)`` with a
+:class:`~visionnets.data.batch.Batch` and returns an :class:`Output`:
+
+- ``loss``: the scalar to minimize (a mean over the batch);
+- ``outputs``: named predictions (``scores`` for a classifier);
+- ``metrics``: ``{name: (sum, count)}``; the trainer sums both over an epoch (and over DDP
+  workers or Downpour replicas) and records ``sum / count`` as ``train_<name>``,
+  ``val_<name>`` and ``test_<name>`` in ``metrics.jsonl`` (``error`` for a classifier).
 
     >>> import torch
+    >>> from visionnets.data.batch import Batch
     >>> obj = build_objective({"name": "supervised", "loss": "hinge"})
-    >>> loss, scores = obj(torch.nn.Linear(3, 2), torch.ones(4, 3), torch.tensor([0, 1, 0, 1]))
-    >>> scores.shape
-    torch.Size([4, 2])
+    >>> out = obj(torch.nn.Linear(3, 2), Batch(x=torch.ones(4, 3), y=torch.tensor([0, 1, 0, 1])))
+    >>> out.outputs["scores"].shape, sorted(out.metrics)
+    (torch.Size([4, 2]), ['error'])
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from visionnets.data.batch import Batch
 from visionnets.errors import ConfigError
 from visionnets.nn.losses import LOSSES
 from visionnets.registry import Registry
@@ -26,9 +34,21 @@ from visionnets.registry import Registry
 OBJECTIVES = Registry("objective")
 
 
+class Output(NamedTuple):
+    """What an objective returns for one batch."""
+
+    loss: torch.Tensor
+    outputs: dict[str, torch.Tensor]
+    metrics: dict[str, tuple[torch.Tensor | float, torch.Tensor | int]]
+
+
 @OBJECTIVES.register("supervised")
 class Supervised:
-    """Loss between the model's output and the labels: L = loss(model(x), y)."""
+    """Loss between the model's output and the labels: L = loss(model(x), y).
+
+    Integer labels make it a classifier: it also counts the misclassified examples (the
+    ``error`` metric). Float targets (regression) have the loss alone.
+    """
 
     def __init__(self, loss: str = "cross_entropy"):
         if loss not in LOSSES:
@@ -36,9 +56,13 @@ class Supervised:
         self.loss_name = loss
         self.loss = LOSSES.get(loss)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-        out = model(x)
-        return self.loss(out, y), out
+    def __call__(self, model: nn.Module, batch: Batch) -> Output:
+        x, y = batch["x"], batch["y"]
+        scores = model(x)
+        metrics = {}
+        if not y.is_floating_point():
+            metrics["error"] = (count_errors(scores.detach(), y), len(y))
+        return Output(self.loss(scores, y), {"scores": scores}, metrics)
 
 
 def build_objective(spec: dict[str, Any]):

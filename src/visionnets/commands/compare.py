@@ -56,7 +56,8 @@ def _max_train(items: list[str]) -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from visionnets.baselines.compare import compare, default_nets, parse_options, report
+    from visionnets.baselines.compare import compare, default_nets, parse_options
+    from visionnets.baselines.table import report
 
     methods = args.methods
     if methods == ["none"]:

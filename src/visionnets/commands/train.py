@@ -3,7 +3,8 @@
 ``--executor`` picks where the steps run: ``local`` (one process, the default), ``downpour``
 (asynchronous Downpour SGD on Ray: ``--replicas R --ps-shards S --n-fetch N --n-push N
 [--address ADDR]``) or ``ddp`` (synchronous data parallel with torch.distributed:
-``--workers W``). Every executor writes the same run directory.
+``--workers W``). Every executor writes the same run directory; ``--resume`` continues a run
+with the executor and options it was started with.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     g = p.add_argument_group("distributed training")
-    g.add_argument("--executor", choices=["local", "downpour", "ddp"], default="local",
-                   help="local (default): one process; downpour: asynchronous SGD with a sharded "
-                        "parameter server on Ray; ddp: synchronous data parallel (torch.distributed)")
+    g.add_argument("--executor", choices=["local", "downpour", "ddp"],
+                   help="local (default; a resumed run: its own): one process; downpour: asynchronous SGD "
+                        "with a sharded parameter server on Ray; ddp: synchronous data parallel (torch.distributed)")
     g.add_argument("--replicas", type=int, metavar="R", help="downpour: model replicas (default 2)")
     g.add_argument("--ps-shards", type=int, metavar="S", help="downpour: parameter-server shards (default 1)")
     g.add_argument("--n-fetch", type=int, metavar="N", help="downpour: fetch parameters every N steps (default 1)")
@@ -66,23 +67,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("train: give either a RECIPE or --resume RUN_DIR (the run holds its recipe), not both")
     if args.resume is not None and args.out is not None:
         raise ConfigError("train: --out cannot be combined with --resume (the run is continued in place)")
-    executor = getattr(args, "executor", "local")
+    executor = args.executor or (None if args.resume is not None else "local")  # a resume: the run's own
     opts = {}
     for key, owner in _DISTRIBUTED.items():
         value = getattr(args, key, None)
         if value is None:
             continue
-        if owner != executor:
+        if executor is not None and owner != executor:
             raise ConfigError(f"train: --{key.replace('_', '-')} applies to --executor {owner}, "
                               f"not {executor}")
         opts[key] = value
-    if executor == "local" and args.resume is None:
-        result = api.train(args.recipe, args.overrides, data_dir=args.data_dir, out=args.out,
-                           resume=args.resume, progress=not args.no_progress)
-    else:  # distributed, or a resume: the run's executor must be able to continue it
-        from visionnets.distributed import train_distributed
-
-        result = train_distributed(executor, args.recipe, args.overrides, data_dir=args.data_dir,
-                                   out=args.out, resume=args.resume, progress=not args.no_progress, **opts)
+    result = api.train(args.recipe, args.overrides, data_dir=args.data_dir, out=args.out, resume=args.resume,
+                       progress=not args.no_progress, executor=executor, **opts)
     report(result)
     return 0

@@ -15,8 +15,8 @@ import os
 from typing import Any
 
 from visionnets.data.augment import AUGMENTS, Augment
-from visionnets.data.base import (Dataset, Split, TensorLoader, carve_validation, subsample_split,
-                                  to_unit_float)
+from visionnets.data.base import Dataset, Split, carve_validation, subsample_split, to_unit_float
+from visionnets.data.batch import Batch
 from visionnets.data.catalog import DATASETS
 from visionnets.data.files import KNOWN_FILES, locate, resolve_roots
 from visionnets.data.specs import build_augment, build_transforms
@@ -30,8 +30,8 @@ from visionnets.data.natural import load_natural_images  # noqa: E402
 DEFAULT_DATASET = "digits"
 
 __all__ = [
-    "AUGMENTS", "Augment", "Compose", "DATASETS", "DEFAULT_DATASET", "Dataset", "KNOWN_FILES",
-    "Split", "TRANSFORMS", "TensorLoader", "build_augment", "build_transforms",
+    "AUGMENTS", "Augment", "Batch", "Compose", "DATASETS", "DEFAULT_DATASET", "Dataset", "KNOWN_FILES",
+    "Split", "TRANSFORMS", "build_augment", "build_transforms",
     "carve_validation", "load_dataset", "load_natural_images", "locate", "resolve_roots",
     "subsample_split", "to_unit_float",
 ]

@@ -1,8 +1,14 @@
-"""The in-memory dataset contract shared by every loader, and a fast batch iterator."""
+"""The in-memory dataset contract shared by every loader.
+
+    >>> import torch
+    >>> s = Split(torch.zeros(10, 3), torch.arange(10))
+    >>> train, val = carve_validation(s, 0.2, seed=0)
+    >>> len(train), len(val), sorted(s.fields())
+    (8, 2, ['x', 'y'])
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -27,6 +33,10 @@ class Split:
 
     def subset(self, index) -> "Split":
         return Split(self.x[index], self.y[index])
+
+    def fields(self) -> dict[str, torch.Tensor]:
+        """The named tensors a :class:`~visionnets.data.batch.Batch` of this split holds."""
+        return {"x": self.x, "y": self.y}
 
 
 @dataclass
@@ -94,48 +104,3 @@ def to_unit_float(split: Split, scale: float = 255.0) -> Split:
     x = torch.empty(split.x.shape, dtype=torch.float32)
     x.copy_(split.x)
     return Split(x.div_(scale), split.y)
-
-
-class TensorLoader:
-    """Mini-batches from in-memory tensors: far cheaper per batch than DataLoader.
-
-    Shuffling uses its own generator, re-seeded from ``(seed, epoch)`` so an epoch's
-    order does not depend on what ran before (exact resume)::
-
-        >>> import torch
-        >>> s = Split(torch.zeros(10, 3), torch.zeros(10, dtype=torch.long))
-        >>> [len(x) for x, y in TensorLoader(s, batch_size=4)]
-        [4, 4, 2]
-    """
-
-    def __init__(self, split: Split, batch_size: int, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False, device: torch.device | str | None = None):
-        if batch_size < 1:
-            raise DataError(f"batch_size must be >= 1, got {batch_size}")
-        self.split, self.batch_size, self.shuffle = split, batch_size, shuffle
-        self.seed, self.drop_last, self.epoch = seed, drop_last, 0
-        self.x, self.y = split.x, split.y
-        if device is not None:
-            self.x, self.y = self.x.to(device), self.y.to(device)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def __iter__(self):
-        n = len(self.x)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(n, generator=g).to(self.x.device)
-        else:
-            order = None
-        for i in range(len(self)):
-            lo, hi = i * self.batch_size, min(n, (i + 1) * self.batch_size)
-            if order is None:
-                yield self.x[lo:hi], self.y[lo:hi]
-            else:
-                idx = order[lo:hi]
-                yield self.x[idx], self.y[idx]

@@ -14,8 +14,9 @@ max). Here the shards (:mod:`~visionnets.distributed.ps`) and the replicas
 (:mod:`~visionnets.distributed.replica`) are Ray actors; this module is the driver. It hands
 each replica chunks of its own steps, counts the examples applied, and at every epoch
 boundary (n_train examples) fetches theta, evaluates it on val and test, asks the shards to
-checkpoint, and writes the record, ``checkpoints/last|best.safetensors`` and ``metrics.jsonl``
-as the single-process Trainer does.
+checkpoint, and closes the epoch as every executor does (:class:`~visionnets.train.record.RunRecord`:
+the record, ``metrics.jsonl``, ``checkpoints/last|best.safetensors``, early stopping). Its own
+statistics (staleness, shard versions, faults) are in the record's ``executor`` entry.
 
 Faults. A replica that dies is replaced by a new actor for the same slot; the steps it had
 not pushed are lost (counted in ``steps_lost``) and assigned again. A shard that dies is
@@ -23,40 +24,36 @@ restored from its last checkpoint (``RUN_DIR/ps/shard-K.safetensors``, written e
 ``checkpoint_every`` updates and at every epoch boundary); the steps it applied since are
 lost and redone. Each shard keeps a ledger of the steps of each slot it has applied and
 drops duplicates, so at the end every step has been applied exactly once by every shard;
-``replica_failures``, ``shard_failures`` and ``steps_lost`` are in every record, and each
-event is appended to ``RUN_DIR/events.jsonl`` (and printed, or logged as a warning).
+``replica_failures``, ``shard_failures`` and ``steps_lost`` are in every record's
+``executor`` entry, and each event is appended to ``RUN_DIR/events.jsonl`` (and printed, or logged as a warning).
 
-    >>> from visionnets.distributed import train_distributed
-    >>> r = train_distributed("downpour", "digits_convnet", ["train.epochs=1"], replicas=2,
-    ...                       ps_shards=2, out="/tmp/vn-doc-downpour", progress=False)  # doctest: +SKIP
+    >>> from visionnets import api
+    >>> r = api.train("digits_convnet", ["train.epochs=1"], executor="downpour", replicas=2,
+    ...               ps_shards=2, out="/tmp/vn-doc-downpour", progress=False)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from visionnets.api import build_for
-from visionnets.data.base import Dataset
 from visionnets.distributed.cluster import start_ray
 from visionnets.distributed.ps import PS_OPTIMIZERS, ParameterShard, staleness_stats
 from visionnets.distributed.replica import Replica, batch_sizes, slot_indices, steps_per_epoch
-from visionnets.distributed.run import EarlyStop, final_record, read_history, write_executor, write_metrics
 from visionnets.distributed.sharding import ShardLayout
 from visionnets.errors import CheckpointError, ConfigError, TrainingError, VisionnetsError
-from visionnets.io import atomic_write_text
-from visionnets.recipes import Recipe
-from visionnets.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from visionnets.train.trainer import _summary, evaluate_model
+from visionnets.objectives import build_objective
+from visionnets.train.checkpoint import read_checkpoint
+from visionnets.train.record import EarlyStopping, RunRecord, Tally, epoch_record, evaluation_record
+from visionnets.train.setup import EXECUTORS, Setup
+from visionnets.train.trainer import tally_split
 
 log = logging.getLogger(__name__)
 CHUNKS_PER_EPOCH = 8   # work is handed to each replica in about this many chunks per local epoch
@@ -77,17 +74,18 @@ def check_options(replicas: int, ps_shards: int, n_fetch: int, n_push: int, ps_o
 class Downpour:
     """The driver of one Downpour run (see the module docstring)."""
 
-    def __init__(self, rec: Recipe, dataset: Dataset, run_dir: Path, *, replicas: int = 2,
-                 ps_shards: int = 1, n_fetch: int = 1, n_push: int = 1, ps_optimizer: str = "recipe",
-                 checkpoint_every: int = 200, address: str | None = None, num_cpus: int | None = None,
-                 replica_threads: int = 1, progress: bool = True, callbacks: tuple[Callable, ...] = ()):
+    def __init__(self, setup: Setup, *, replicas: int = 2, ps_shards: int = 1, n_fetch: int = 1, n_push: int = 1,
+                 ps_optimizer: str = "recipe", checkpoint_every: int = 200, address: str | None = None,
+                 num_cpus: int | None = None, replica_threads: int = 1, progress: bool = True,
+                 callbacks: tuple[Callable, ...] = ()):
         check_options(replicas, ps_shards, n_fetch, n_push, ps_optimizer, checkpoint_every)
-        self.rec, self.dataset, self.run_dir = rec, dataset, Path(run_dir)
+        rec, dataset = setup.recipe, setup.dataset
+        self.setup, self.rec, self.dataset, self.run_dir = setup, rec, dataset, setup.run_dir
         self.R, self.S, self.n_fetch, self.n_push = replicas, ps_shards, n_fetch, n_push
         self.ps_optimizer, self.checkpoint_every = ps_optimizer, checkpoint_every
         self.address, self.num_cpus, self.threads = address, num_cpus, replica_threads
-        self.progress, self.callbacks = progress, tuple(callbacks)
-        self.model = build_for(rec, dataset)
+        self.progress = progress
+        self.model = setup.model
         bn = [n for n, m in self.model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if bn:
             raise ConfigError(f"downpour: batch normalization ({bn[0]}) keeps running statistics per "
@@ -105,13 +103,19 @@ class Downpour:
         self.total = [t.epochs * nb for nb in self.nb]
         self.epoch_examples = sum(sum(s) for s in self.sizes)   # examples in one (global) epoch
         self.chunk = [n_push * max(1, math.ceil(nb / CHUNKS_PER_EPOCH / n_push)) for nb in self.nb]
-        self.ps_dir = self.run_dir / "ps"
-        self.history: list[dict[str, Any]] = []
+        self.objective = build_objective(rec.objective.model_dump())
+        self.record = RunRecord(self.run_dir, EarlyStopping.from_spec(t.early_stopping, dataset.is_classification),
+                                progress=progress, callbacks=callbacks)
         self.epoch = 0
         self.counters = Counter(replica_failures=0, shard_failures=0, steps_lost=0, duplicate_pushes=0)
         self.events: list[dict[str, Any]] = []
-        self.early = EarlyStop(rec, dataset.is_classification)
-        self.wall0 = 0.0
+        self.wall_before, self.staleness_all = 0.0, Counter()
+        self.position = [0] * self.R
+        self.generation = 0
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.record.history
 
     # ---------------------------------------------------------------- accounting
     def examples_done(self, slot: int, steps: int) -> int:
@@ -122,15 +126,13 @@ class Downpour:
 
     def options(self) -> dict[str, Any]:
         return {"replicas": self.R, "ps_shards": self.S, "n_fetch": self.n_fetch, "n_push": self.n_push,
-                "ps_optimizer": self.ps_optimizer, "checkpoint_every": self.checkpoint_every,
-                "layout_sizes": self.layout.sizes()}
+                "ps_optimizer": self.ps_optimizer, "checkpoint_every": self.checkpoint_every}
 
     def _log(self, kind: str, **info) -> None:
         """A fault and what was done about it: to ``RUN_DIR/events.jsonl`` and the log."""
-        event = {"event": kind, "epoch": self.epoch + 1,
-                 "wall_s": round(time.perf_counter() - self.wall0, 3), **info}
+        event = {"event": kind, "epoch": self.epoch + 1, "wall_s": round(time.perf_counter() - self.wall0, 3), **info}
         self.events.append(event)
-        atomic_write_text(self.run_dir / "events.jsonl", "".join(json.dumps(e) + "\n" for e in self.events))
+        self.run_dir.write_events(self.events)
         message = f"downpour: {kind} " + " ".join(f"{k}={v}" for k, v in info.items())
         if self.progress:
             print(message, flush=True)
@@ -143,7 +145,7 @@ class Downpour:
         return self._Shard.remote(k, theta if theta is not None else torch.zeros(self.layout.sizes()[k]),
                                   t.optimizer.model_dump(), kind=self.ps_optimizer,
                                   schedule=t.schedule.model_dump(), steps_per_epoch=sum(self.nb),
-                                  epochs=t.epochs, checkpoint=str(self.ps_dir / f"shard-{k}.safetensors"),
+                                  epochs=t.epochs, checkpoint=str(self.run_dir.ps_dir / f"shard-{k}.safetensors"),
                                   checkpoint_every=self.checkpoint_every, restore=restore)
 
     def _new_replica(self, r: int):
@@ -177,7 +179,7 @@ class Downpour:
         restored = []
         for k, s in enumerate(self.shards):
             if not self._alive(s):
-                if not (self.ps_dir / f"shard-{k}.safetensors").is_file():
+                if not (self.run_dir.ps_dir / f"shard-{k}.safetensors").is_file():
                     raise TrainingError(f"downpour: shard {k} died before its first checkpoint "
                                         f"(set checkpoint_every lower); cannot restore it") from None
                 self.shards[k] = self._new_shard(k, None, restore=True)
@@ -220,7 +222,10 @@ class Downpour:
     def _theta(self) -> torch.Tensor:
         return self.layout.join([t for _, t in self._from_shards("fetch")])
 
-    def _epoch_end(self, window: dict[str, float], t_window: float) -> bool:
+    def _split_means(self, split: str) -> dict[str, float | None]:
+        return tally_split(self.model, self.objective, self.dataset.split(split), self.rec.train.eval_batch_size).means()
+
+    def _epoch_end(self, window: Tally, t_window: float) -> bool:
         self.epoch += 1
         saved = self._from_shards("checkpoint")
         stats = self._from_shards("take_stats")
@@ -231,51 +236,26 @@ class Downpour:
             hist.update({int(k): v for k, v in st["staleness"].items()})
         self.staleness_all.update(hist)
         self.counters["duplicate_pushes"] = sum(st["dropped"] for st in stats)
-        seconds = time.perf_counter() - t_window
-        seen = window["examples"]
-        rec: dict[str, Any] = {"epoch": self.epoch, "step": sum(self.position), "lr": stats[0]["lr"],
-                               "train_loss": window["loss_sum"] / max(seen, 1),
-                               "train_error": window["wrong"] / max(seen, 1) if self.dataset.is_classification else None,
-                               "train_seconds": seconds, "examples_per_s": seen / max(seconds, 1e-9)}
-        for split in ("val", "test"):
-            data = getattr(self.dataset, split)
-            last = self.epoch >= self.rec.train.epochs
-            if data is None or (split == "test" and not self.rec.train.eval_test_each_epoch and not last):
-                rec[f"{split}_loss"] = rec[f"{split}_error"] = None
-                continue
-            ev = evaluate_model(self.model, self.objective, data, self.dataset.is_classification,
-                                self.rec.train.eval_batch_size, "cpu")
-            rec[f"{split}_loss"], rec[f"{split}_error"] = ev["loss"], ev.get("error")
-        rec["seconds"] = time.perf_counter() - t_window
-        rec["examples_seen"] = sum(self.examples_done(r, p) for r, p in enumerate(self.position))
-        rec["wall_s"] = self.wall_before + time.perf_counter() - self.wall0
-        rec["updates"] = [st["version"] for st in stats]
-        rec.update(staleness_stats(hist))
-        rec.update({f"total_{k}": v for k, v in staleness_stats(self.staleness_all).items()})
-        rec.update(self.counters)
-        improved, stop = self.early.update(rec)
-        self.history.append(rec)
-        state = {"epoch": self.epoch, "step": rec["step"], "seed": self.rec.seed, "executor": "downpour",
+        train_seconds = time.perf_counter() - t_window
+        t = self.rec.train
+        evaluation = evaluation_record(self._split_means, self.dataset, self.epoch, t.epochs, t.eval_test_each_epoch)
+        wall_s = self.wall_before + time.perf_counter() - self.wall0
+        seen = sum(self.examples_done(r, p) for r, p in enumerate(self.position))
+        executor = {"name": "downpour", "updates": [st["version"] for st in stats], **staleness_stats(hist),
+                    **{f"total_{k}": v for k, v in staleness_stats(self.staleness_all).items()}, **self.counters}
+        record = epoch_record(epoch=self.epoch, step=sum(self.position), lr=stats[0]["lr"], train=window,
+                              train_seconds=train_seconds, evaluation=evaluation,
+                              seconds=time.perf_counter() - t_window, wall_s=wall_s, examples_seen=seen,
+                              executor=executor)
+        state = {"epoch": self.epoch, "step": record["step"], "seed": self.rec.seed, "executor": "downpour",
                  "positions": [min(s["ledger"].get(r, 0) for s in saved) for r in range(self.R)],
-                 "wall_s": rec["wall_s"], "staleness_all": {str(k): v for k, v in self.staleness_all.items()},
-                 "counters": dict(self.counters), **self.early.state()}
-        write_metrics(self.run_dir, self.history)
-        save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.model, None, state)
-        if improved:
-            save_checkpoint(self.run_dir / "checkpoints" / "best.safetensors", self.model, None, state)
-        for cb in self.callbacks:
-            cb(self, rec)
-        if self.progress:
-            stale = rec["staleness_mean"]
-            extra = f" | staleness {stale:.2f} (p95 {rec['staleness_p95']:.1f})" if stale is not None else ""
-            print(_summary(rec) + extra, flush=True)
-        return stop
+                 "wall_s": wall_s, "examples_seen": seen,
+                 "staleness_all": {str(k): v for k, v in self.staleness_all.items()}, "counters": dict(self.counters)}
+        return self.record.close_epoch(self, record, self.model, None, state)
 
     # ---------------------------------------------------------------- the run
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        from visionnets.objectives import build_objective
-
-        self.objective = build_objective(self.rec.objective.model_dump())
+    def fit(self) -> dict[str, Any]:
+        """Run to the end of the plan (or early stopping); the best epoch's record."""
         local_cpus = self.num_cpus or max(os.cpu_count() or 1, self.R) if self.address is None else None
         self.ray, self._started = start_ray(self.address, local_cpus)
         ray = self.ray
@@ -286,23 +266,18 @@ class Downpour:
             raise ConfigError(f"downpour: {self.R} replicas need one Ray CPU each; the Ray cluster has {cpus:g} "
                               f"(start it with more, or use fewer --replicas)")
         self.wall0 = time.perf_counter()
-        self.wall_before = 0.0
-        self.staleness_all: Counter = Counter()
-        self.position = [0] * self.R
-        self.generation = 0
-        if resume:
+        if self.setup.resume:
             self._resume_state()
-        write_executor(self.run_dir, "downpour", self.options())
+        self.run_dir.write_executor("downpour", self.options(), layout_sizes=self.layout.sizes())
         self._Shard = ray.remote(num_cpus=0)(ParameterShard)
         self._Replica = ray.remote(num_cpus=1)(Replica)
         try:
-            theta0 = torch.nn.utils.parameters_to_vector(self.params).detach()
-            parts = self.layout.split(theta0)
-            self.shards = [self._new_shard(k, None if resume else parts[k], restore=resume)
+            parts = self.layout.split(torch.nn.utils.parameters_to_vector(self.params).detach())
+            self.shards = [self._new_shard(k, None if self.setup.resume else parts[k], restore=self.setup.resume)
                            for k in range(self.S)]
-            if resume:
+            if self.setup.resume:
                 ledgers = self._ledgers()
-                self.position = [min(l.get(r, 0) for l in ledgers) for r in range(self.R)]
+                self.position = [min(led.get(r, 0) for led in ledgers) for r in range(self.R)]
             x, y = self.dataset.train.x, self.dataset.train.y
             self._train_ref = ray.put((x.numpy(), y.numpy()))
             self.replicas = [self._new_replica(r) for r in range(self.R)]
@@ -312,25 +287,23 @@ class Downpour:
                 ray.kill(h)
             if self._started:
                 ray.shutdown()
-        if (self.run_dir / "checkpoints" / "best.safetensors").is_file():
-            load_checkpoint(self.run_dir / "checkpoints" / "best.safetensors", self.model)
-        return final_record(self.history, self.early.best_epoch)
+        self.record.load_best(self.model)
+        return self.record.final()
 
     def _resume_state(self) -> None:
-        last = self.run_dir / "checkpoints" / "last.safetensors"
-        _, meta = read_checkpoint(last)
-        state = meta["state"]
+        last = self.run_dir.checkpoint("last")
+        state = read_checkpoint(last)[1]["state"]
         if state.get("executor") != "downpour":
             raise CheckpointError(f"{last}: not written by the downpour executor")
         if len(state["positions"]) != self.R:
-            raise ConfigError(f"{self.run_dir}: the run has {len(state['positions'])} replicas (each reads "
+            raise ConfigError(f"{self.run_dir.path}: the run has {len(state['positions'])} replicas (each reads "
                               f"its own part of the data); resume it with --replicas {len(state['positions'])}")
-        files = sorted(self.ps_dir.glob("shard-*.safetensors"))
+        files = sorted(self.run_dir.ps_dir.glob("shard-*.safetensors"))
         if len(files) != self.S:
-            raise ConfigError(f"{self.ps_dir}: holds {len(files)} shard checkpoints; resume with --ps-shards {len(files)}")
+            raise ConfigError(f"{self.run_dir.ps_dir}: holds {len(files)} shard checkpoints; "
+                              f"resume with --ps-shards {len(files)}")
         self.epoch = state["epoch"]
-        self.history = read_history(self.run_dir, self.epoch)
-        self.early = EarlyStop(self.rec, self.dataset.is_classification, state)
+        self.record.restore(state)
         self.wall_before = state["wall_s"]
         self.staleness_all = Counter({int(k): v for k, v in state["staleness_all"].items()})
         self.counters.update({k: v for k, v in state["counters"].items() if k != "duplicate_pushes"})
@@ -358,17 +331,16 @@ class Downpour:
         ray = self.ray
         bar = None
         total_examples = sum(self.examples_done(r, t) for r, t in enumerate(self.total))
-        done_examples = lambda: sum(self.examples_done(r, p) for r, p in enumerate(self.position))
+        done_examples = lambda: sum(self.examples_done(r, p) for r, p in enumerate(self.position))  # noqa: E731
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total_examples, initial=done_examples(), unit="ex", leave=False,
+            bar = tqdm(total=total_examples, initial=done_examples(), unit="ex", leave=False, disable=None,
                        dynamic_ncols=True, desc=f"downpour R={self.R} S={self.S}")
         inflight: dict = {}
         for r in range(self.R):
             self._submit(r, inflight)
-        window = Counter(examples=0, loss_sum=0.0, wrong=0)
-        t_window = time.perf_counter()
+        window, t_window = Tally(), time.perf_counter()
         stop = False
         try:
             while inflight and not stop:
@@ -382,8 +354,7 @@ class Downpour:
                     report = None
                     self._recover(slot, exc, stale)
                 if report is not None:
-                    window.update({"examples": report["examples"], "loss_sum": report["loss_sum"],
-                                   "wrong": report["wrong"]})
+                    window.merge(report["totals"])
                 if report is None or stale:
                     self._rewind(slot, end)
                 else:
@@ -393,14 +364,13 @@ class Downpour:
                 if bar is not None:
                     bar.update(done_examples() - before)
                     if report is not None:
-                        bar.set_postfix({"loss": f"{report['loss_sum'] / max(report['examples'], 1):.4f}",
-                                         "epoch": self.epoch + 1}, refresh=False)
+                        loss, n = report["totals"]["loss"]
+                        bar.set_postfix({"loss": f"{loss / max(n, 1):.4f}", "epoch": self.epoch + 1}, refresh=False)
                 while not stop and done_examples() >= (self.epoch + 1) * self.epoch_examples:
                     restores = self.generation
                     stop = self._epoch_end(window, t_window)
                     self._rewind_idle(restores, inflight)
-                    window = Counter(examples=0, loss_sum=0.0, wrong=0)
-                    t_window = time.perf_counter()
+                    window, t_window = Tally(), time.perf_counter()
             if not stop and self.epoch < self.rec.train.epochs:
                 raise TrainingError(f"downpour: work ran out at epoch {self.epoch} of {self.rec.train.epochs}")
         finally:
@@ -415,24 +385,17 @@ class Downpour:
                                         f"expected {self.total}")
 
 
-def train_downpour(rec: Recipe, dataset: Dataset, run_dir: Path, *, resume: bool = False,
-                   progress: bool = True, callbacks: tuple = (), **options) -> tuple[dict, Downpour]:
-    """Run Downpour SGD for ``rec`` into ``run_dir``; returns (final record, driver)."""
-    driver = Downpour(rec, dataset, run_dir, progress=progress, callbacks=callbacks, **options)
-    final = driver.fit(resume=resume)
-    return final, driver
-
-
-def run_downpour(recipe, overrides, data_dir, out, resume, progress, figures, callbacks, **options):
-    """``train_distributed('downpour', ...)``: prepare the run directory, fit, write figures."""
-    from visionnets.distributed.run import finish, prepare, pretrain_if_asked, tensorboard_callback
-
-    rec, dataset, run_dir, saved = prepare("downpour", recipe, overrides, data_dir, out, resume)
-    options = {**saved.get("options", {}), **options}
-    options.pop("layout_sizes", None)
-    driver = Downpour(rec, dataset, run_dir, progress=progress,
-                      callbacks=tuple(callbacks) + tensorboard_callback(rec, run_dir), **options)
-    if resume is None:
-        pretrain_if_asked(rec, driver.model, dataset.train.x, run_dir)
-    final = driver.fit(resume=resume is not None)
-    return finish(run_dir, driver.model, dataset, rec, driver.history, final, figures)
+@EXECUTORS.register("downpour")
+def fit_downpour(setup: Setup, *, progress: bool = True, callbacks: tuple = (), replicas: int = 2,
+                 ps_shards: int = 1, n_fetch: int = 1, n_push: int = 1, ps_optimizer: str = "recipe",
+                 checkpoint_every: int = 200, address: str | None = None, num_cpus: int | None = None,
+                 replica_threads: int = 1) -> tuple[dict, list]:
+    """The ``downpour`` executor: R ``replicas`` against ``ps_shards`` S parameter-server shards;
+    fetch every ``n_fetch`` and push every ``n_push`` steps; the shards' optimizer (``recipe`` or
+    ``adagrad``); a shard checkpoint every ``checkpoint_every`` updates; a Ray cluster at
+    ``address`` (default: a local Ray on loopback with ``num_cpus``, default max(cores, R));
+    ``replica_threads`` torch threads per replica."""
+    driver = Downpour(setup, replicas=replicas, ps_shards=ps_shards, n_fetch=n_fetch, n_push=n_push,
+                      ps_optimizer=ps_optimizer, checkpoint_every=checkpoint_every, address=address,
+                      num_cpus=num_cpus, replica_threads=replica_threads, progress=progress, callbacks=callbacks)
+    return driver.fit(), driver.history

@@ -2,20 +2,20 @@
 
 Replica ``slot`` of R reads the examples ``slot, slot + R, slot + 2R, ...`` of the training
 split (as ``DistributedSampler`` without a global shuffle) and shuffles them each local epoch
-with the seed ``recipe seed + slot`` (so one replica sees exactly the batches of a
+with ``replica_data_seed(seed, slot)`` (so one replica sees exactly the batches of a
 single-process :class:`~visionnets.train.Trainer`). Its steps are numbered 0, 1, ... over all
 its epochs; step ``s`` is batch ``s mod nb`` of local epoch ``s div nb``. For each step:
 
     every n_fetch steps:  theta <- fetch() from every shard (with each shard's version)
-    FPROP, BPROP:         g_s = dL/dtheta on the mini-batch (the recipe's objective)
+    FPROP, BPROP:         g_s = dL/dtheta on the mini-batch (the shared train_step)
     accumulate:           G <- G + g_s
     every n_push steps:   push G (cut per shard) to every shard; G <- 0
 
 Between fetches the replica keeps its copy of theta: gradients are computed at stale
 parameters, as in DistBelief. Pushes are sent without waiting for their answers (their
 results are collected later, and at the end of each chunk). The driver hands out work in
-chunks of steps ``[first, last)``; random numbers (augmentation, dropout) are seeded per
-(slot, step), so a step redone after a failure draws the same numbers.
+chunks of steps ``[first, last)``; the step's random numbers (augmentation, dropout) come from
+``step_seeds(seed, slot, step)``, so a step redone after a failure draws the same numbers.
 """
 
 from __future__ import annotations
@@ -28,13 +28,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionnets.api import build_for
-from visionnets.data import build_augment
 from visionnets.data.base import Dataset, Split
+from visionnets.data.specs import build_augment
 from visionnets.distributed.sharding import ShardLayout
-from visionnets.errors import TrainingError
-from visionnets.objectives import build_objective, count_errors
+from visionnets.objectives import build_objective
 from visionnets.recipes import Recipe
+from visionnets.train.loader import TensorLoader
+from visionnets.train.record import Tally
+from visionnets.train.seeds import replica_data_seed
+from visionnets.train.setup import build_model_for
+from visionnets.train.step import train_step
 
 MAX_PENDING_PUSHES = 4  # per shard: how far a replica may run ahead of its unanswered pushes
 
@@ -70,14 +73,11 @@ class Replica:
         self.slot, self.rec = slot, Recipe.model_validate(recipe)
         x, y = train
         idx = slot_indices(len(x), slot, replicas)
-        self.split = Split(torch.from_numpy(np.ascontiguousarray(x[idx])),
-                           torch.from_numpy(np.ascontiguousarray(y[idx])))
+        split = Split(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(np.ascontiguousarray(y[idx])))
         t = self.rec.train
-        self.batch_size = t.batch_size
-        self.nb = steps_per_epoch(len(self.split), t.batch_size, replicas, t.max_steps_per_epoch)
-        self.classification = num_classes is not None
-        fake = Dataset("replica", self.split, None, self.split, tuple(input_shape), num_classes)
-        self.model = build_for(self.rec, fake)
+        self.loader = TensorLoader(split, t.batch_size, shuffle=True, seed=replica_data_seed(self.rec.seed, slot))
+        self.nb = steps_per_epoch(len(split), t.batch_size, replicas, t.max_steps_per_epoch)
+        self.model = build_model_for(self.rec, Dataset("replica", split, None, split, tuple(input_shape), num_classes))
         self.model.train()
         self.params = list(self.model.parameters())
         self.objective = build_objective(self.rec.objective.model_dump())
@@ -85,7 +85,6 @@ class Replica:
         self.layout = ShardLayout(layout["total"], tuple(tuple(tuple(r) for r in p) for p in layout["pieces"]))
         self.n_fetch, self.n_push, self.grad_clip = n_fetch, n_push, t.grad_clip
         self.set_shards(shards)
-        self._order_epoch, self._order = -1, None
 
     def ping(self) -> int:
         return self.slot
@@ -94,15 +93,6 @@ class Replica:
         """Use these shard handles (after a shard was restored); the next step fetches anew."""
         self.shards = list(shards)
         self.versions: list[int] | None = None
-
-    # ---------------------------------------------------------------- data
-    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, i = divmod(step, self.nb)
-        if epoch != self._order_epoch:  # TensorLoader's shuffle: seeded by (seed, epoch)
-            g = torch.Generator().manual_seed((self.rec.seed + self.slot) * 1_000_003 + epoch)
-            self._order, self._order_epoch = torch.randperm(len(self.split), generator=g), epoch
-        idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
-        return self.split.x[idx], self.split.y[idx]
 
     # ---------------------------------------------------------------- parameter server
     def _fetch(self) -> None:
@@ -129,31 +119,19 @@ class Replica:
         group_first, group_examples = first, 0
         pending: list = []
         answers: list[str] = []
-        loss_sum, wrong, seen, fetches = 0.0, 0, 0, 0
+        tally, fetches = Tally(), 0
         for step in range(first, last):
             if self.versions is None or step % self.n_fetch == 0:
                 self._fetch()
                 fetches += 1
-            x, y = self._batch(step)
-            seed = ((self.rec.seed * 1_000_003 + self.slot) * 1_000_003 + step) % (2**63)
-            if self.augment is not None:
-                x = self.augment(x, torch.Generator().manual_seed(seed))
-            torch.manual_seed(seed)                                   # dropout
-            loss, out = self.objective(self.model, x, y)              # FPROP
-            if not torch.isfinite(loss):
-                raise TrainingError(f"replica {self.slot}: loss became {loss.item()} at its step {step}")
-            for p in self.params:
-                p.grad = None
-            loss.backward()                                           # BPROP
-            if self.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            batch = self.loader.batch_at(*divmod(step, self.nb))
+            out = train_step(self.model, self.objective, batch, seed=self.rec.seed, stream=self.slot, step=step,
+                             params=self.params, augment=self.augment, grad_clip=self.grad_clip,
+                             where=f"replica {self.slot}, its step {step}")
             g = flat_grad(self.params)
             acc = g if acc is None else acc.add_(g)
-            group_examples += len(x)
-            loss_sum += loss.item() * len(x)
-            seen += len(x)
-            if self.classification:
-                wrong += int(count_errors(out.detach(), y))
+            group_examples += batch.size
+            tally.add(out, batch.size)
             if (step + 1) % self.n_push == 0 or step + 1 == last:
                 pending += self._push(acc, group_first, step + 1 - group_first, group_examples)
                 acc, group_first, group_examples = None, step + 1, 0
@@ -162,7 +140,6 @@ class Replica:
                     done, pending = ray.wait(pending, num_returns=len(pending) - limit)
                     answers += ray.get(done)
         answers += ray.get(pending)
-        return {"slot": self.slot, "first": first, "last": last, "examples": seen,
-                "loss_sum": loss_sum, "wrong": wrong, "fetches": fetches,
+        return {"slot": self.slot, "first": first, "last": last, "totals": tally.totals(), "fetches": fetches,
                 "pushes": answers.count("applied"), "duplicates": answers.count("duplicate"),
                 "seconds": time.perf_counter() - t0}

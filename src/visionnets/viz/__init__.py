@@ -17,11 +17,12 @@ module                      what it draws
 :mod:`.report`              ``finish_run`` (all of the above) and ``report.html``
 :mod:`.show`                what ``visionnets show`` draws
 :mod:`.tensorboard`         optional TensorBoard logging (the ``[tensorboard]`` extra)
+:mod:`.compare`             the comparison's bar chart (measured against the tutorial's error)
 ==========================  ===========================================================
 """
 
 from visionnets.viz.confusion import confusion_matrix, plot_confusion, predict
-from visionnets.viz.curves import plot_curves, read_metrics
+from visionnets.viz.curves import plot_curves
 from visionnets.viz.filters import filter_weights, first_spatial_layer, plot_filters
 from visionnets.viz.fit import plot_fit
 from visionnets.viz.optimal import activation_at_norm, optimal_input, plot_optimal
@@ -38,5 +39,5 @@ __all__ = [
     "optimal_input", "plot_confusion", "plot_curves", "plot_filters", "plot_fit", "plot_optimal",
     "plot_projection", "plot_top", "plot_worst", "predict", "project_conv_filters",
     "project_conv_layer", "project_layer", "project_through_decoders", "project_through_encoders",
-    "read_metrics", "show", "top_images", "unit_activations", "worst_examples", "write_report",
+    "show", "top_images", "unit_activations", "worst_examples", "write_report",
 ]

@@ -1,4 +1,5 @@
-"""Learning curves: loss and error per epoch, from the Trainer's history or ``metrics.jsonl``.
+"""Learning curves: loss and error per epoch, from a run's history (``metrics.jsonl``, read with
+:func:`visionnets.train.rundir.read_metrics`).
 
 Each record is one epoch (keys epoch, step, lr, train_loss, train_error, val_loss, val_error,
 test_loss, test_error, seconds, examples_per_s; errors are None for regression). Missing keys
@@ -12,7 +13,6 @@ and None values are skipped, so curves for a run without a validation split just
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -23,24 +23,6 @@ from visionnets.errors import DataError
 from visionnets.viz.grid import new_figure, save_figure
 
 SPLITS = ("train", "val", "test")
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file (one JSON object per line; blank lines skipped)."""
-    path = Path(path)
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            records.append(rec)
-    return records
 
 
 def series(history: list[dict], key: str) -> tuple[list[float], list[float]]:

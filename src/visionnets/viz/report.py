@@ -38,7 +38,8 @@ from torch import nn
 
 from visionnets.data.base import Dataset
 from visionnets.viz.confusion import confusion_matrix, plot_confusion, predict
-from visionnets.viz.curves import plot_curves, read_metrics, series
+from visionnets.train.rundir import RunDir
+from visionnets.viz.curves import plot_curves, series
 from visionnets.viz.filters import first_spatial_layer, plot_filters
 from visionnets.viz.fit import is_1d_regression, plot_fit
 from visionnets.viz.grid import atomic_write_bytes, square_shape
@@ -121,7 +122,7 @@ def write_report(run_dir: str | os.PathLike, recipe: Mapping | None = None,
     else:
         recipe_text = None
     if history is None:
-        history = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
+        history = RunDir(run_dir).read_metrics()
     figs = run_dir / "figures"
     present = sorted(p.name for p in figs.glob("*.png")) if figs.is_dir() else []
     ordered = [f for f in FIGURES if f in present] + [f for f in present if f not in FIGURES]
@@ -158,7 +159,7 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
-def _summary(history: list[dict]) -> str:
+def _best_summary(history: list[dict]) -> str:
     if not history:
         return "<p>No epochs recorded.</p>"
     last = history[-1]
@@ -213,7 +214,7 @@ def render_html(name: str, recipe_text: str | None, history: list[dict],
     parts = [f"<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
              f"<meta name=viewport content='width=device-width,initial-scale=1'>"
              f"<title>visionnets run {html.escape(name)}</title><style>{CSS}</style></head><body>",
-             f"<h1>visionnets run <code>{html.escape(name)}</code></h1>", _summary(history)]
+             f"<h1>visionnets run <code>{html.escape(name)}</code></h1>", _best_summary(history)]
     if recipe_text is not None:
         parts += ["<h2>Recipe</h2>", f"<details><summary>recipe.yaml</summary>"
                   f"<pre>{html.escape(recipe_text)}</pre></details>"]

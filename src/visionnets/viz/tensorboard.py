@@ -25,6 +25,14 @@ from visionnets.viz.filters import filter_layout, first_spatial_layer, filter_im
 SPLITS = ("train", "val", "test")
 
 
+def _flat(record: dict, prefix: str = ""):
+    for key, value in record.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}/")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def scalar_tag(key: str) -> str:
     """``train_loss`` -> ``loss/train`` (TensorBoard groups by the part before the slash)."""
     split, _, metric = key.partition("_")
@@ -49,9 +57,10 @@ class TensorBoardLogger:
         self.histograms, self.filters, self.input_shape = histograms, filters, input_shape
 
     def log_epoch(self, epoch: int, record: dict, model: nn.Module | None = None) -> None:
-        """Log the numbers of ``record`` (None, bools and ``epoch`` skipped) at step ``epoch``,
+        """Log the numbers of ``record`` (None, bools and ``epoch`` skipped; a nested mapping such as
+        ``executor`` as ``executor/<key>``) at step ``epoch``,
         and, given the model, its weight histograms and first-layer filters."""
-        for key, value in record.items():
+        for key, value in _flat(record):
             if key == "epoch" or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if math.isfinite(value):
@@ -77,3 +86,22 @@ class TensorBoardLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class TensorBoardCallback:
+    """An epoch callback ``cb(trainer_or_driver, record)`` for ``logging: tensorboard``.
+
+    It can be pickled (a DDP worker receives it): the logger opens in the process that calls
+    it first (rank 0), writing to ``run_dir/tensorboard``.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, input_shape=None):
+        self.run_dir, self.input_shape, self._logger = str(run_dir), input_shape, None
+
+    def __call__(self, owner, record: dict) -> None:
+        if self._logger is None:
+            self._logger = TensorBoardLogger(self.run_dir, input_shape=self.input_shape)
+        self._logger.log_epoch(record["epoch"], record, owner.model)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_logger": None}

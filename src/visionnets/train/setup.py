@@ -1,0 +1,136 @@
+"""From a recipe to a run that an executor can train: data, model, run directory, pretraining.
+
+:func:`prepare` does, for every executor, what comes before the first step:
+
+1. a new run: load and validate the recipe (``--set`` overrides applied); a resumed run: open
+   its directory, read its recipe (overrides applied: e.g. more epochs) and its executor, and
+   check the executor asked for can continue it;
+2. the recipe's CPU threads, and its device checked (a bad one fails before any file exists);
+3. the data and the model (initialized from the recipe's seed);
+4. a new run only: the run directory with ``recipe.yaml``, then the recipe's greedy
+   layer-wise pretraining of the model (``pretrain.json``).
+
+Executors are registered in ``EXECUTORS`` (``local`` in :mod:`visionnets.train.trainer`,
+``ddp`` and ``downpour`` in :mod:`visionnets.distributed`) as
+``fit(setup, *, progress, callbacks, **options) -> (final record, history)``; they train
+``setup.model`` in place.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from visionnets.data import load_dataset
+from visionnets.data.base import Dataset
+from visionnets.device import resolve_device
+from visionnets.errors import CheckpointError, ConfigError
+from visionnets.models import build_model
+from visionnets.recipes import Recipe, load_recipe
+from visionnets.registry import Registry
+from visionnets.train.rundir import RunDir
+
+EXECUTORS = Registry("executor")
+# runs of these executors can continue one another (DDP writes the single process's checkpoints)
+COMPATIBLE = {"local": {"local", "ddp"}, "ddp": {"local", "ddp"}, "downpour": {"downpour"}}
+
+
+def build_data(recipe: Recipe, data_dir: str | Path | None = None) -> Dataset:
+    """The recipe's dataset, with its transforms fitted on the training split."""
+    d = recipe.data
+    return load_dataset(d.name, data_dir, val_fraction=d.val_fraction, seed=d.seed,
+                        transforms=d.transforms, **d.options)
+
+
+def build_model_for(recipe: Recipe, dataset: Dataset) -> nn.Module:
+    """The recipe's model, shaped for ``dataset`` (its initial weights seeded by the recipe's seed)."""
+    torch.manual_seed(recipe.seed)
+    if dataset.is_classification:
+        n_out = dataset.num_classes
+    else:
+        n_out = dataset.train.y.shape[1] if dataset.train.y.ndim == 2 else 1
+    return build_model(recipe.model, dataset.input_shape, n_out)
+
+
+@dataclass
+class Setup:
+    """A run ready to train: what :func:`prepare` returns and every executor takes."""
+
+    recipe: Recipe
+    dataset: Dataset
+    model: nn.Module
+    run_dir: RunDir
+    executor: str
+    options: dict[str, Any] = field(default_factory=dict)   # the executor's options
+    resume: bool = False
+    started: float = field(default_factory=time.time)        # wall-clock time of the launch
+
+
+def check_options(executor: str, options: dict[str, Any]) -> None:
+    """An unknown executor or option is a ConfigError naming it (before anything is written)."""
+    fit = EXECUTORS.get(executor)
+    known = [name for name, p in inspect.signature(fit).parameters.items()
+             if p.kind is p.KEYWORD_ONLY and name not in ("progress", "callbacks")]
+    for key in options:
+        if key not in known:
+            raise ConfigError(f"--executor {executor}: unknown option {key!r} (options: {', '.join(known) or 'none'})")
+
+
+def prepare(recipe: Any = None, overrides: list[str] | tuple[str, ...] = (), data_dir: str | Path | None = None,
+            out: str | Path | None = None, resume: str | Path | None = None, executor: str | None = None,
+            options: dict[str, Any] | None = None) -> Setup:
+    """Everything before the first step (see the module docstring).
+
+    ``executor`` None: ``local`` for a new run, the run's own for a resumed one. A resumed
+    run keeps the options it was started with unless ``options`` change them.
+    """
+    options = dict(options or {})
+    if resume is not None:
+        run_dir = RunDir.open(resume)
+        saved = run_dir.executor()
+        executor = executor or saved["executor"]
+        if executor not in COMPATIBLE.get(saved["executor"], ()):
+            raise ConfigError(f"{run_dir.path}: a {saved['executor']} run cannot be resumed with --executor "
+                              f"{executor}; use --executor {saved['executor']}")
+        if executor == saved["executor"]:
+            options = {**saved.get("options", {}), **options}
+        rec = run_dir.recipe(overrides)
+        if not run_dir.checkpoint("last").is_file():
+            raise CheckpointError(f"{run_dir.checkpoint('last')}: nothing to resume from")
+    else:
+        executor = executor or "local"
+        rec = recipe if isinstance(recipe, Recipe) and not overrides else load_recipe(recipe, overrides)
+        run_dir = None
+    check_options(executor, options)
+    if rec.threads is not None:
+        torch.set_num_threads(rec.threads)
+    resolve_device(rec.device)
+    dataset = build_data(rec, data_dir)
+    model = build_model_for(rec, dataset)
+    if run_dir is None:
+        run_dir = RunDir.create(out, rec.name)
+        run_dir.write_recipe(rec)
+        pretrain(rec, model, dataset, run_dir)
+    else:
+        run_dir.write_recipe(rec)
+    return Setup(rec, dataset, model, run_dir, executor, options, resume=resume is not None)
+
+
+def pretrain(rec: Recipe, model: nn.Module, dataset: Dataset, run_dir: RunDir) -> None:
+    """The recipe's greedy layer-wise pretraining of ``model``, in place; ``pretrain.json``."""
+    if rec.pretrain is None:
+        return
+    from visionnets.unsupervised.pretrain import pretrain_mlp
+
+    p = rec.pretrain
+    t0 = time.perf_counter()
+    layers = pretrain_mlp(model, dataset.train.x, method=p.method, epochs=p.epochs, lr=p.lr,
+                          batch_size=p.batch_size, device=rec.device, **p.params)
+    run_dir.write_json("pretrain.json", {"method": p.method, "seconds": time.perf_counter() - t0,
+                                         "layers": layers})
