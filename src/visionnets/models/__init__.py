@@ -11,30 +11,7 @@ and ``num_outputs``, plus the keyword arguments of the recipe's ``model:`` secti
 Add your own with ``@MODELS.register("name")`` on a function returning an ``nn.Module``.
 """
 
-from __future__ import annotations
+from visionnets.models import convnet, linear, mlp  # noqa: F401  (register the built-ins)
+from visionnets.models.catalog import MODELS, build_model, count_parameters
 
-from typing import Any
-
-from torch import nn
-
-from visionnets.errors import ConfigError
-from visionnets.registry import Registry
-
-MODELS = Registry("model")
-
-from visionnets.models import convnet, linear, mlp  # noqa: E402,F401  (register the built-ins)
-
-
-def build_model(spec: dict[str, Any], input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
-    """Build the model named by ``spec["name"]`` with the other keys of ``spec`` as arguments."""
-    spec = dict(spec)
-    if "name" not in spec:
-        raise ConfigError("model.name: missing; expected one of: " + ", ".join(MODELS.names()))
-    name = spec.pop("name")
-    return MODELS.build(name, spec, where="model", input_shape=tuple(input_shape),
-                        num_outputs=int(num_outputs))
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+__all__ = ["MODELS", "build_model", "count_parameters"]

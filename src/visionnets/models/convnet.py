@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from visionnets.errors import ConfigError
-from visionnets.models import MODELS
+from visionnets.models.catalog import MODELS
 from visionnets.models.init import init_layer
 from visionnets.models.mlp import fully_connected
 from visionnets.nn.activations import make_activation

@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from visionnets.models import MODELS
+from visionnets.models.catalog import MODELS
 
 
 @MODELS.register("linear")

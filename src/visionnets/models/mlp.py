@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from torch import nn
 
-from visionnets.models import MODELS
+from visionnets.models.catalog import MODELS
 from visionnets.models.init import init_layer
 from visionnets.nn.activations import make_activation
 
