@@ -40,7 +40,7 @@ def test_step_equals_a_plain_fprop_bprop_with_the_step_seeds():
     ref = _net()
     aug_seed, fwd_seed = step_seeds(3, 1, 7)
     x = batch["x"] + torch.rand(batch["x"].shape, generator=torch.Generator().manual_seed(aug_seed))
-    torch.manual_seed(fwd_seed)
+    torch.default_generator.manual_seed(fwd_seed)
     loss = torch.nn.functional.cross_entropy(ref(x), batch["y"])
     loss.backward()
     assert out.loss.item() == pytest.approx(loss.item(), abs=0)

@@ -33,7 +33,6 @@ from threadpoolctl import threadpool_limits
 from visionnets.baselines.base import as_features, as_labels
 from visionnets.baselines.methods import BASELINES
 from visionnets.errors import CheckpointError, ConfigError, DataError
-from visionnets.train.rundir import RunDir
 
 # The tutorial's MNIST table ("Comparison to other methods"; numbers from LeCun's MNIST page).
 TUTORIAL_MNIST = {
@@ -183,6 +182,7 @@ def row_from_run(run_dir: str | Path, dataset: str, data_dir: str | Path | None 
     time recorded in pretrain.json).
     """
     from visionnets import api
+    from visionnets.train.rundir import RunDir
 
     if repeats < 1:
         raise ConfigError(f"repeats: expected at least 1 evaluation, got {repeats}")

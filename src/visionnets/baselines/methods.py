@@ -27,7 +27,6 @@ from sklearn.tree import DecisionTreeClassifier
 
 from visionnets.baselines.base import Baseline
 from visionnets.registry import Registry
-from visionnets.svm import LinearSVM
 
 BASELINES = Registry("baseline")
 
@@ -105,6 +104,8 @@ def linear_svm(C: float = 100.0, max_iter: int = 500) -> Baseline:
     The tutorial's "Linear Classifier: SVM" slide (hinge loss); ``0.5 ||W||^2 + C mean_n loss_n``,
     the same solver Coates et al.'s pipeline uses on its features.
     """
+    from visionnets.svm import LinearSVM   # torch: imported when the baseline is built, not for `--help`
+
     return Baseline("linear_svm", LinearSVM(C=C, max_iter=max_iter), count=_count_linear,
                     label="Linear classifier (L2-SVM)", tutorial_name="Linear Classifier", tutorial_error=12.0,
                     params={"C": C, "max_iter": max_iter})
