@@ -45,3 +45,26 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def need_ray():
+    """Skip where Ray (the ``distributed`` extra) is absent; fail under CI=true."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        reason = "ray is not installed (pip install 'visionnets[distributed]')"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI=true: the distributed extra must be installed")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray (2 CPUs, loopback only) for every test that needs it: it starts once."""
+    need_ray()
+    from visionnets.distributed.cluster import start_ray
+
+    ray, started = start_ray(num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()

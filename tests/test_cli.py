@@ -52,11 +52,17 @@ def test_train_then_eval_json(tmp_path, capsys):
     (["eval", "/nonexistent/run"], "not a run directory"),
     (["train", "digits_convnet", "--set", "model.stages.0.pool=median"], "model.stages.0.pool"),
 ])
-def test_errors_are_one_line_exit_2(args, message):
-    p = _cli(*args, check=False)
+def test_errors_are_one_line_exit_2(args, message, capsys):
+    assert main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_an_error_in_a_real_process_is_one_line_and_exit_2():
+    p = _cli("train", "digits_convnet", "--set", "train.epochz=1", check=False)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], p.stderr
+    assert len(lines) == 1 and lines[0] == "error: " + lines[0][7:] and "train.epochz: unknown key" in lines[0], p.stderr
 
 
 def test_recipes_lists_and_prints(capsys):

@@ -10,27 +10,6 @@ from visionnets import api
 from visionnets.train.checkpoint import read_checkpoint
 
 
-def _need_ray():
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        reason = "ray is not installed (pip install 'visionnets[distributed]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true: the distributed extra must be installed")
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    _need_ray()
-    from visionnets.distributed.cluster import start_ray
-
-    ray, started = start_ray(num_cpus=2)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 # a tiny convnet on the bundled digits; no dropout or augmentation (exact comparisons)
 TINY = ["model.stages=[{channels: 4, kernel: 3, padding: same}]", "model.hidden=[16]", "model.dropout=0",
         "data.augment=[]", "train.batch_size=50", "train.schedule.warmup_epochs=0"]

@@ -1,7 +1,5 @@
 """The one training core: the step, the seeds, the records, and every executor writing the same run."""
 
-import os
-
 import pytest
 import torch
 
@@ -122,24 +120,13 @@ def test_metrics_an_objective_names_are_recorded_for_every_split(tmp_path):
     assert "test_top_score" in (r.run_dir / "report.html").read_text()
 
 
-def _need_ray():
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        reason = "ray is not installed (pip install 'visionnets[distributed]')"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true: the distributed extra must be installed")
-        pytest.skip(reason)
-
-
-def test_local_ddp_and_downpour_write_the_same_records(tmp_path):
-    _need_ray()
+def test_local_ddp_and_downpour_write_the_same_records(ray_session, tmp_path):
     runs = {
         "local": api.train("digits_convnet", TINY, out=tmp_path / "local", progress=False, figures=False),
         "ddp": api.train("digits_convnet", TINY, executor="ddp", workers=1, out=tmp_path / "ddp",
                          progress=False, figures=False),
         "downpour": api.train("digits_convnet", TINY, executor="downpour", replicas=1, n_fetch=1, n_push=1,
-                              num_cpus=1, out=tmp_path / "downpour", progress=False, figures=False),
+                              out=tmp_path / "downpour", progress=False, figures=False),
     }
     rows = {name: r.run_dir.joinpath("metrics.jsonl").read_text() for name, r in runs.items()}
     records = {name: api.load_run(r.run_dir).history for name, r in runs.items()}

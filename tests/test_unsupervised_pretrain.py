@@ -2,7 +2,6 @@
 
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -85,7 +84,7 @@ def test_mlp_layers_and_errors():
 
 def test_coates_pipeline_end_to_end_tiny():
     """Two easy classes of 12x12 colour images; every learner's features separate them."""
-    from visionnets.unsupervised.coates import extract_features, run_coates
+    from visionnets.unsupervised.coates import run_coates
 
     g = torch.Generator().manual_seed(0)
     n = 120

@@ -1,6 +1,5 @@
 """visionnets.viz curves, confusion, worst and fit: the numbers behind the figures."""
 
-import json
 
 import pytest
 import torch
