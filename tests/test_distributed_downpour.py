@@ -99,6 +99,8 @@ def faulty_run(ray_session, tmp_path_factory):
     def kill(driver, record):
         seen["driver"] = driver
         if record["epoch"] == 1:
+            seen["niceness"] = ray_session.get([h.__ray_call__.remote(lambda actor: os.getpriority(os.PRIO_PROCESS, 0))
+                                                for h in driver.replicas + driver.shards])
             seen["victim"] = driver.replicas[1]
             ray_session.kill(driver.replicas[1])
         if record["epoch"] == 2:
@@ -128,6 +130,12 @@ def test_replica_killed_mid_run_is_replaced_and_every_step_is_applied_once(fault
     assert last["test_error"] < 0.5                 # still learns (chance: 0.9)
     rows = [json.loads(l) for l in (r.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2, 3]
+
+
+def test_actors_run_at_the_priority_of_the_process_that_started_ray(faulty_run):
+    """Ray's default starts workers 15 nice levels down: starved on a shared machine."""
+    _, seen = faulty_run
+    assert seen["niceness"] == [os.getpriority(os.PRIO_PROCESS, 0)] * 4     # 2 replicas, 2 shards
 
 
 def test_shard_killed_is_restored_from_its_checkpoint(faulty_run):

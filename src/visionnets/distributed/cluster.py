@@ -6,6 +6,15 @@ For a local instance visionnets sets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ra
 loopback address for the node, as it does on laptops), turns the dashboard and usage
 statistics off, and passes ``_node_ip_address="127.0.0.1"``: every Ray server of the session
 listens on 127.0.0.1 only. With ``address=...`` visionnets joins that cluster as it is.
+
+Priority. Ray starts its worker processes 15 nice levels below the process that started it
+(its ``RAY_worker_niceness`` default): on a machine where anything else runs (CI, a notebook, a
+workstation) the parameter-server shards and replicas then get a few percent of a core and
+training stalls. For a local Ray visionnets sets ``RAY_worker_niceness=0``: the actors run at
+the priority of the process that started them. To choose another, set the variable yourself
+before training (e.g. ``RAY_worker_niceness=5 visionnets train ...``); a cluster joined with
+``--address`` keeps the setting it was started with, so start its nodes with
+``RAY_worker_niceness=0 ray start ...`` for the same effect.
 """
 
 from __future__ import annotations
@@ -16,13 +25,15 @@ import sys
 
 from visionnets.errors import ConfigError, require
 
-_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# set for a local Ray unless the user set them: loopback only, no usage statistics, and workers
+# at the priority of the process that starts Ray (Ray's default lowers them by 15 nice levels)
+_LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}
 
 
 def import_ray(local: bool = True):
     """``ray``, imported lazily (a MissingExtraError names the extra when it is not installed)."""
     if local:
-        for key, value in _LOOPBACK_ENV.items():
+        for key, value in _LOCAL_ENV.items():
             os.environ.setdefault(key, value)
     fresh = "ray" not in sys.modules
     ray = require("ray", "distributed")
