@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 TESTSTAMP = $(VENV)/.installed-test
 
-.PHONY: demo test install install-all bench clean
+.PHONY: demo test stress install install-all bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: $(STAMP)
 
 test: $(TESTSTAMP)
 	$(PY) -m pytest -q
+
+# The whole suite 3 times with every core loaded by processes of this session (LOAD=0: quiet).
+stress: $(TESTSTAMP)
+	tests/stress.sh 3
 
 # All extras (Ray, TensorBoard, JAX for the layer benchmark).
 install-all: $(STAMP)

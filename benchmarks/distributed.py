@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from _common import RESULTS, data_dir, table, write_json
-from visionnets.distributed import train_distributed
+from visionnets import api
 from visionnets.distributed.cluster import start_ray
 from visionnets.models import count_parameters
 
@@ -47,8 +47,9 @@ def summarize(name: str, executor: str, n: int, result, total_wall: float) -> di
                       "test_error_pct": round(100 * r["test_error"], 3), "train_loss": round(r["train_loss"], 5)}
                      for i, r in enumerate(h)]}
     if executor == "downpour":
-        row.update({k: last[f"total_staleness_{k}"] for k in ("mean", "p50", "p95", "max")})
-        row.update({"replica_failures": last["replica_failures"], "shard_failures": last["shard_failures"]})
+        stats = last["executor"]
+        row.update({k: stats[f"total_staleness_{k}"] for k in ("mean", "p50", "p95", "max")})
+        row.update({"replica_failures": stats["replica_failures"], "shard_failures": stats["shard_failures"]})
     return row
 
 
@@ -88,13 +89,13 @@ def main(argv=None):
             started = False
         t0 = time.perf_counter()
         if executor == "downpour":
-            res = train_distributed("downpour", "mnist_convnet", overrides, data_dir=root,
-                                    out=Path(args.runs) / f"downpour-R{n}-{stamp}", replicas=n,
-                                    ps_shards=args.ps_shards, n_fetch=1, n_push=1, progress=True, figures=False)
+            res = api.train("mnist_convnet", overrides, executor="downpour", data_dir=root,
+                            out=Path(args.runs) / f"downpour-R{n}-{stamp}", replicas=n,
+                            ps_shards=args.ps_shards, n_fetch=1, n_push=1, progress=True, figures=False)
             config = f"downpour R={n} S={args.ps_shards}{args.label}"
         else:
-            res = train_distributed("ddp", "mnist_convnet", overrides, data_dir=root,
-                                    out=Path(args.runs) / f"ddp-W{n}-{stamp}", workers=n, progress=True, figures=False)
+            res = api.train("mnist_convnet", overrides, executor="ddp", data_dir=root,
+                            out=Path(args.runs) / f"ddp-W{n}-{stamp}", workers=n, progress=True, figures=False)
             config = f"ddp W={n}{args.label}"
         rows = [row for row in rows if row["config"] != config]
         rows.append({**summarize(config, executor, n, res, time.perf_counter() - t0), "overrides": overrides})
