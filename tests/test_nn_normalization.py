@@ -45,13 +45,14 @@ def test_lcn_matches_loops(shape, k, sigma):
     torch.testing.assert_close(LocalContrastNorm2d(shape[1], k, sigma)(x), y_ref.float(), rtol=1e-5, atol=1e-5)
 
 
-def test_constant_image_maps_to_zero_everywhere():
-    x = torch.full((2, 3, 10, 7), 5.0)
-    x[1] = -2.0
-    assert SubtractiveNorm2d(3, 9)(x).abs().max() < 1e-5
-    # the divisive step divides the rounding residue (~1e-7 in float32) by the floor eps = 1e-4
-    assert LocalContrastNorm2d(3, 9)(x).abs().max() < 1e-2
-    assert LocalContrastNorm2d(3, 9)(x.double()).abs().max() < 1e-10
+@pytest.mark.parametrize("shape", [(2, 3, 10, 7), (1, 1, 64, 64), (3, 8, 33, 17), (1, 3, 200, 200)])
+@pytest.mark.parametrize("value", [5.0, -2.0, 1e-3, 1234.5])
+def test_constant_image_maps_to_zero_everywhere(shape, value):
+    x = torch.full(shape, value)
+    x[0] = -value                                                     # each example its own constant
+    assert SubtractiveNorm2d(shape[1], 9)(x).abs().max() == 0
+    assert LocalContrastNorm2d(shape[1], 9)(x).abs().max() == 0       # no rounding residue / eps
+    assert LocalContrastNorm2d(shape[1], 9)(x.double()).abs().max() == 0
 
 
 def test_window_is_normalized_over_maps_and_neighbourhood():
