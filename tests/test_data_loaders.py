@@ -14,10 +14,10 @@ from test_data_idx import make_mnist
 
 def test_resolve_roots_order_and_dedup(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert resolve_roots(a, env={"VISIONNETS_DATA": str(b)}) == [a, b, DEFAULT_ROOT.expanduser()]
+    assert resolve_roots(a, env={"VISIONNETS_DATA": str(b)}) == [a]     # an explicit root is the only one
     assert resolve_roots(None, env={"VISIONNETS_DATA": str(b)}) == [b, DEFAULT_ROOT.expanduser()]
     assert resolve_roots(None, env={}) == [DEFAULT_ROOT.expanduser()]
-    assert resolve_roots(b, env={"VISIONNETS_DATA": str(b)}) == [b, DEFAULT_ROOT.expanduser()]
+    assert resolve_roots(b, env={"VISIONNETS_DATA": str(b)}) == [b]
 
 
 def test_explicit_root_wins_over_env(tmp_path, monkeypatch):
@@ -26,7 +26,8 @@ def test_explicit_root_wins_over_env(tmp_path, monkeypatch):
     monkeypatch.setenv("VISIONNETS_DATA", str(tmp_path / "env"))
     assert len(load_dataset("mnist", tmp_path / "explicit", val_fraction=0).train) == 10
     assert len(load_dataset("mnist", val_fraction=0).train) == 20                  # env next
-    assert len(load_dataset("mnist", tmp_path / "nothing", val_fraction=0).train) == 20
+    with pytest.raises(DataError, match="nothing"):                                 # never silently elsewhere
+        load_dataset("mnist", tmp_path / "nothing", val_fraction=0)
 
 
 def test_root_may_hold_the_files_directly(tmp_path):
@@ -47,11 +48,17 @@ def test_missing_files_error_lists_names_and_places(tmp_path, monkeypatch):
     assert "\n" not in msg
     for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte or t10k-labels-idx1-ubyte.gz"):
         assert name in msg
-    for place in (tmp_path / "given" / "mnist", tmp_path / "given", tmp_path / "env" / "mnist",
-                  tmp_path / "env", DEFAULT_ROOT.expanduser() / "mnist"):
+    for place in (tmp_path / "given" / "mnist", tmp_path / "given"):
         assert str(place) in msg
     assert f"{tmp_path / 'given' / 'mnist'} (has 3 of 4" in msg
-    assert msg.index(str(tmp_path / "given")) < msg.index(str(tmp_path / "env"))
+    assert str(tmp_path / "env") not in msg             # the explicit root is the only place searched
+    # without an explicit root: $VISIONNETS_DATA, then the cache, each named
+    with pytest.raises(DataError) as err:
+        load_dataset("mnist")
+    msg = str(err.value)
+    for place in (tmp_path / "env" / "mnist", tmp_path / "env", DEFAULT_ROOT.expanduser() / "mnist"):
+        assert str(place) in msg
+    assert msg.index(str(tmp_path / "env")) < msg.index(str(DEFAULT_ROOT.expanduser()))
 
 
 def test_registry_and_option_errors():

@@ -1,18 +1,19 @@
 """Where dataset files live, which files a dataset needs, and their known checksums.
 
 A *data root* is a folder that holds one folder per dataset (``mnist/``, ``cifar10/``, ...),
-as ``../shared/data`` does. Roots are searched in this order:
+as ``../shared/data`` does. A root given explicitly (the ``root`` argument: the command line's
+``--data-dir``, a recipe's ``data.root``) is the only place searched: the data a user names is
+the data used, or the error says what is missing there. With none given, the roots are, in order:
 
-1. the ``root`` argument (the command line's ``--data-dir``),
-2. the environment variable ``VISIONNETS_DATA``,
-3. ``~/.cache/visionnets``.
+1. the environment variable ``VISIONNETS_DATA``,
+2. ``~/.cache/visionnets``.
 
 Inside a root, a dataset's files are looked for in ``<root>/<name>/`` and then in ``<root>``
 itself (a folder that directly holds the dataset's own files is accepted too)::
 
     >>> from pathlib import Path
-    >>> resolve_roots("/data", env={})[0]
-    PosixPath('/data')
+    >>> resolve_roots("/data", env={"VISIONNETS_DATA": "/elsewhere"})
+    [PosixPath('/data')]
 
 A dataset declares one or more :class:`Layout` (for example MNIST's four IDX files, each
 gzip-compressed or raw); :func:`locate` returns the first folder holding a complete layout, or
@@ -35,15 +36,16 @@ DEFAULT_ROOT = Path("~/.cache/visionnets")
 
 def resolve_roots(root: str | os.PathLike | None = None, *,
                   env: Mapping[str, str] | None = None) -> list[Path]:
-    """The data roots to search, in order: ``root``, ``$VISIONNETS_DATA``, ``~/.cache/visionnets``.
+    """The data roots to search: ``[root]`` when one is given, else ``$VISIONNETS_DATA`` and
+    ``~/.cache/visionnets``, in that order.
 
     Duplicates are dropped; folders need not exist (a missing one is simply not found).
     ``env`` defaults to ``os.environ`` (tests pass their own).
     """
+    if root is not None and str(root) != "":
+        return [Path(root).expanduser()]
     env = os.environ if env is None else env
     cands = []
-    if root is not None and str(root) != "":
-        cands.append(Path(root))
     if env.get(ENV_VAR):
         cands.append(Path(env[ENV_VAR]))
     cands.append(DEFAULT_ROOT)
