@@ -87,11 +87,14 @@ def train(recipe: str | Path | dict | Recipe | None = None, overrides: list[str]
 
 
 def load_run(run_dir: str | Path, data_dir: str | Path | None = None, which: str = "best") -> Run:
-    """Load a run directory: its recipe, data, and the ``best`` (or ``last``) weights, on CPU."""
+    """Load a run directory: its recipe, data, and the ``best`` (or ``last``) weights, on CPU.
+
+    The data come from ``data_dir`` when given, else from the root the run was trained on.
+    """
     rd = RunDir.open(run_dir)
     weights = rd.weights(which)
     rec = rd.recipe()
-    dataset = build_data(rec, data_dir)
+    dataset = build_data(rec, rd.data_root(data_dir))
     model = build_model_for(rec, dataset)
     load_checkpoint(weights, model)
     model.eval()

@@ -3,6 +3,7 @@
     RUN_DIR/
       recipe.yaml                      the validated recipe (with every --set applied)
       executor.json                    {"executor": "local" | "ddp" | "downpour", "options": {...}}
+      data.json                        the data root the run was trained on, and the files read
       metrics.jsonl                    one JSON record per epoch (see visionnets.train.record)
       checkpoints/last.safetensors     model, optimizer, RNG and run state after the last epoch
       checkpoints/best.safetensors     the weights of the best epoch
@@ -30,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from visionnets.errors import CheckpointError, ConfigError
+from visionnets.errors import CheckpointError, ConfigError, DataError
 from visionnets.io import atomic_write_text
 from visionnets.recipes import Recipe, load_recipe
 
@@ -150,6 +151,29 @@ class RunDir:
             return json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{path}: not valid JSON ({exc.msg})") from None
+
+    def write_data(self, root: str | os.PathLike | None, files: list[str] = ()) -> None:
+        """``data.json``: the data root the run is trained on (None: the default roots) and the files read."""
+        self.write_json("data.json", {"root": None if root is None else str(Path(root).expanduser().resolve()),
+                                      "files": [str(Path(f).resolve()) for f in files]})
+
+    def data_root(self, given: str | os.PathLike | None = None) -> Path | None:
+        """The data root to load this run's data from: ``given`` when not None, else the root the
+        run was trained on (None: the default roots). A recorded root that is gone is a DataError
+        saying so."""
+        if given is not None:
+            return Path(given)
+        path = self.path / "data.json"
+        if not path.is_file():
+            return None
+        try:
+            root = json.loads(path.read_text())["root"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise CheckpointError(f"{path}: not a data record (expected JSON with a 'root' key)") from None
+        if root is not None and not Path(root).is_dir():
+            raise DataError(f"{self.path}: trained on data under {root}, which is no longer there; "
+                            f"pass --data-dir with the data's new place")
+        return None if root is None else Path(root)
 
     def read_metrics(self, upto_epoch: int | None = None) -> list[dict[str, Any]]:
         """The per-epoch records (up to ``upto_epoch``); none when the file is absent."""

@@ -7,8 +7,9 @@
    check the executor asked for can continue it;
 2. the recipe's CPU threads, and its device checked (a bad one fails before any file exists);
 3. the data and the model (initialized from the recipe's seed);
-4. a new run only: the run directory with ``recipe.yaml``, then the recipe's greedy
-   layer-wise pretraining of the model (``pretrain.json``).
+4. a new run only: the run directory with ``recipe.yaml`` and ``data.json`` (the data root
+   it is trained on: a resumed run, ``eval`` and ``show`` load their data from there unless
+   told otherwise), then the recipe's greedy layer-wise pretraining (``pretrain.json``).
 
 Executors are registered in ``EXECUTORS`` (``local`` in :mod:`visionnets.train.trainer`,
 ``ddp`` and ``downpour`` in :mod:`visionnets.distributed`) as
@@ -19,6 +20,7 @@ Executors are registered in ``EXECUTORS`` (``local`` in :mod:`visionnets.train.t
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from torch import nn
 
 from visionnets.data import load_dataset
 from visionnets.data.base import Dataset
+from visionnets.data.files import ENV_VAR
 from visionnets.device import resolve_device
 from visionnets.errors import CheckpointError, ConfigError
 from visionnets.models import build_model
@@ -111,11 +114,15 @@ def prepare(recipe: Any = None, overrides: list[str] | tuple[str, ...] = (), dat
     if rec.threads is not None:
         torch.set_num_threads(rec.threads)
     resolve_device(rec.device)
+    if run_dir is not None:
+        data_dir = run_dir.data_root(data_dir)
     dataset = build_data(rec, data_dir)
     model = build_model_for(rec, dataset)
     if run_dir is None:
         run_dir = RunDir.create(out, rec.name)
         run_dir.write_recipe(rec)
+        run_dir.write_data(data_dir if data_dir is not None else os.environ.get(ENV_VAR) or None,
+                           dataset.info.get("files", []))
         pretrain(rec, model, dataset, run_dir)
     else:
         run_dir.write_recipe(rec)
