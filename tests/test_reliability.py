@@ -57,3 +57,104 @@ def test_cuda_without_a_gpu_is_one_line_and_leaves_no_run_directory(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "device: 'cuda' asks for CUDA but torch sees no GPU" in err[0]
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- interrupted runs
+
+def _weights(run_dir):
+    from visionnets.train.checkpoint import read_checkpoint
+
+    tensors, meta = read_checkpoint(run_dir / "checkpoints" / "last.safetensors")
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}, meta["state"]
+
+
+# the demo convnet with dropout and augmentation (both seeded per step), 3 epochs of 41 steps
+MIDEPOCH = ["train.epochs=3", "train.checkpoint_every_steps=4", "train.schedule.warmup_epochs=0.5"]
+
+
+def _train_child(out, resume):
+    import os
+
+    from visionnets import api
+
+    torch.set_num_threads(1)
+    try:
+        if resume:
+            api.train(None, resume=out, progress=False, figures=False)
+        else:
+            api.train("digits_convnet", MIDEPOCH, out=out, progress=False, figures=False)
+    finally:
+        os._exit(0)
+
+
+def test_killed_at_five_random_moments_the_resumed_run_is_bit_identical(tmp_path):
+    """kill -9 at random moments (each after the next checkpoint appeared): resumed, the run
+    ends with exactly the weights of a run never interrupted."""
+    import multiprocessing as mp
+    import os
+    import random
+    import signal
+    import time
+
+    from visionnets import api
+
+    full = api.train("digits_convnet", MIDEPOCH, out=tmp_path / "full", progress=False, figures=False)
+    out, rng, ctx = tmp_path / "killed", random.Random(0), mp.get_context("fork")
+    last = out / "checkpoints" / "last.safetensors"
+    kills, states = 0, []
+    for attempt in range(5):
+        seen = last.stat().st_mtime_ns if last.exists() else None
+        child = ctx.Process(target=_train_child, args=(out, attempt > 0))
+        child.start()
+        while child.is_alive() and (not last.exists() or last.stat().st_mtime_ns == seen):
+            time.sleep(0.002)                             # until the next checkpoint is written
+        time.sleep(rng.uniform(0.0, 0.05))                # then a random moment: mid-step, mid-write, ...
+        if child.is_alive():
+            os.kill(child.pid, signal.SIGKILL)
+            kills += 1
+        child.join()
+        states.append(_weights(out)[1])
+    resumed = api.train(None, resume=out, progress=False, figures=False)
+    a, _ = _weights(full.run_dir)
+    b, _ = _weights(resumed.run_dir)
+    assert kills >= 3                                     # the run lasts long enough to be killed
+    assert any("batch" in s for s in states)              # some resumed from inside an epoch
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert [r["train_loss"] for r in resumed.history] == pytest.approx([r["train_loss"] for r in full.history])
+    assert not list(out.rglob(".*.tmp"))                  # a killed writer's temporary files are gone
+
+
+@pytest.mark.parametrize("victim, nth", [("last.safetensors", 4), ("best.safetensors", 2), ("metrics.jsonl", 2)])
+def test_a_crash_between_write_and_rename_leaves_loadable_files(tmp_path, monkeypatch, victim, nth):
+    """The process dies while a file is replaced: what is on disk still loads, and resuming
+    finds the last complete state and ends as a run never interrupted."""
+    import os
+
+    from visionnets import api
+    from visionnets.train.checkpoint import load_checkpoint
+
+    full = api.train("digits_convnet", MIDEPOCH, out=tmp_path / "full", progress=False, figures=False)
+    real_replace, calls = os.replace, {"n": 0}
+
+    def crashing_replace(src, dst):
+        if str(dst).endswith(victim):
+            calls["n"] += 1
+            if calls["n"] == nth:
+                raise KeyboardInterrupt("killed between write and rename")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crashing_replace)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        api.train("digits_convnet", MIDEPOCH, out=out, progress=False, figures=False)
+    monkeypatch.setattr(os, "replace", real_replace)
+    model = api.load_run(out, which="last").model          # whatever is there loads
+    for name in ("last", "best"):
+        if (out / "checkpoints" / f"{name}.safetensors").exists():
+            load_checkpoint(out / "checkpoints" / f"{name}.safetensors", model)
+    resumed = api.train(None, resume=out, progress=False, figures=False)
+    a, _ = _weights(full.run_dir)
+    b, _ = _weights(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]

@@ -80,6 +80,7 @@ class TrainSection(_Section):
     grad_clip: PosFloat | None = None
     max_steps_per_epoch: PosInt | None = None
     eval_test_each_epoch: bool = True
+    checkpoint_every_steps: PosInt | None = None   # also checkpoint inside an epoch, every this many steps
 
 
 class PretrainSection(_Section):

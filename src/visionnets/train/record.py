@@ -200,8 +200,7 @@ class RunRecord:
         self.history.append(record)
         if self.run_dir is not None:
             self.run_dir.write_metrics(self.history)
-            full = {**state, **self.early.state()}
-            save_checkpoint(self.run_dir.checkpoint("last"), model, optimizer, full)
+            full = self.save_last(model, optimizer, state)
             if improved:
                 save_checkpoint(self.run_dir.checkpoint("best"), model, None, full)
         for cb in self.callbacks:
@@ -209,6 +208,14 @@ class RunRecord:
         if self.progress:
             print(summary_line(record), flush=True)
         return stop
+
+    def save_last(self, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                  state: dict[str, Any]) -> dict[str, Any]:
+        """``checkpoints/last`` with the run ``state`` and early stopping's (also mid-epoch); the state saved."""
+        full = {**state, **self.early.state()}
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir.checkpoint("last"), model, optimizer, full)
+        return full
 
     def final(self) -> dict[str, Any]:
         return final_record(self.history, self.early.best_epoch)

@@ -101,6 +101,14 @@ class RunDir:
             raise CheckpointError(f"{rd.path}: not a run directory (no recipe.yaml)")
         return rd
 
+    def remove_partial_writes(self) -> list[Path]:
+        """Delete the temporary files a killed writer left (the files they were to replace are whole)."""
+        found = [p for folder in (self.path, self.path / "checkpoints", self.ps_dir) if folder.is_dir()
+                 for p in folder.glob(".*.tmp")]
+        for p in found:
+            p.unlink(missing_ok=True)
+        return found
+
     # ------------------------------------------------------------------ files
     @property
     def recipe_file(self) -> Path:

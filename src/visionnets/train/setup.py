@@ -96,6 +96,7 @@ def prepare(recipe: Any = None, overrides: list[str] | tuple[str, ...] = (), dat
     options = dict(options or {})
     if resume is not None:
         run_dir = RunDir.open(resume)
+        run_dir.remove_partial_writes()
         saved = run_dir.executor()
         executor = executor or saved["executor"]
         if executor not in COMPATIBLE.get(saved["executor"], ()):

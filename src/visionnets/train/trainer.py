@@ -77,7 +77,7 @@ def trainer_options(rec: Recipe) -> dict[str, Any]:
                 optimizer=t.optimizer, schedule=t.schedule, early_stopping=t.early_stopping,
                 grad_clip=t.grad_clip, augment=build_augment(rec.data.augment), seed=rec.seed,
                 device=rec.device, max_steps_per_epoch=t.max_steps_per_epoch,
-                eval_test_each_epoch=t.eval_test_each_epoch)
+                eval_test_each_epoch=t.eval_test_each_epoch, checkpoint_every_steps=t.checkpoint_every_steps)
 
 
 class Trainer:
@@ -85,7 +85,10 @@ class Trainer:
 
     ``started``: the wall-clock time (``time.time()``) the run was launched, for the records'
     ``wall_s`` (default: when ``fit`` starts). ``writer=False``: read the run directory (to
-    resume) but write nothing to it (DDP workers other than rank 0).
+    resume) but write nothing to it (DDP workers other than rank 0). ``checkpoint_every_steps``:
+    also write ``checkpoints/last`` inside an epoch every this many steps (with the position in
+    the epoch and its partial sums), so a run killed at any moment loses at most that many steps
+    and, resumed, ends bit-identical to one never interrupted.
     """
 
     def __init__(self, model: nn.Module, objective: Callable, dataset: Dataset, *,
@@ -95,7 +98,8 @@ class Trainer:
                  augment: Callable | None = None, seed: int = 0, device: str | torch.device = "auto",
                  run_dir: str | Path | RunDir | None = None, progress: bool = True,
                  max_steps_per_epoch: int | None = None, eval_test_each_epoch: bool = True,
-                 callbacks: tuple[Callable, ...] = (), started: float | None = None, writer: bool = True):
+                 callbacks: tuple[Callable, ...] = (), started: float | None = None, writer: bool = True,
+                 checkpoint_every_steps: int | None = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.objective, self.dataset = objective, dataset
@@ -105,13 +109,14 @@ class Trainer:
         self.grad_clip, self.augment, self.seed = grad_clip, augment, seed
         self.run_dir = run_dir if run_dir is None or isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.progress, self.max_steps = progress, max_steps_per_epoch
-        self.eval_test_each_epoch = eval_test_each_epoch
+        self.eval_test_each_epoch, self.checkpoint_every = eval_test_each_epoch, checkpoint_every_steps
         self.optimizer = build_optimizer(self.model.parameters(), self.opt_spec)
         self.classification = dataset.is_classification
         early = EarlyStopping.from_spec(early_stopping or EarlyStoppingSection(), self.classification)
         self.record = RunRecord(self.run_dir if writer else None, early, progress=progress,
                                 callbacks=callbacks)
         self.epoch, self.step = 0, 0
+        self.resume_at: tuple[int, Tally, float] | None = None   # mid-epoch: (batch, partial sums, seconds)
         self.wall_before, self.examples_seen, self.started = 0.0, 0, started
         self.stream = 0                        # the seed stream of this process (a DDP worker's rank)
         self.step_module = self.model          # what the objective calls in training (DDP: its wrapper)
@@ -158,6 +163,9 @@ class Trainer:
         self.epoch, self.step = state["epoch"], state["step"]
         self.wall_before, self.examples_seen = state.get("wall_s", 0.0), state.get("examples_seen", 0)
         self.record.restore(state, read_from=self.run_dir)
+        if "batch" in state:          # written inside an epoch: continue it at that batch
+            partial = Tally().merge(state["partial"]) if self.record.run_dir is not None else Tally()
+            self.resume_at = (state["batch"], partial, state["partial_seconds"])
 
     # ----------------------------------------------------------------- the loop
     def n_batches(self) -> int:
@@ -176,11 +184,21 @@ class Trainer:
                           step=self.step, params=self.params, augment=self.augment, grad_clip=self.grad_clip,
                           where=self.where)
 
-    def _train_epoch(self, bar) -> tuple[Tally, float, float]:
+    def save_progress(self, batches: int, tally: Tally, seconds: float, wall_s: float) -> None:
+        """A checkpoint inside an epoch: the run state, the batch to continue at, the partial sums."""
+        partial = self.reduce(tally)      # DDP: summed over the workers (every rank takes part)
+        state = {**self.state(wall_s), "batch": batches, "partial": partial.totals(), "partial_seconds": seconds}
+        self.record.save_last(self.model, self.optimizer, state)
+
+    def _train_epoch(self, bar, started: float) -> tuple[Tally, float, float]:
         self.model.train()
         n_batches = self.n_batches()
-        tally, lr, t0 = Tally(), self.opt_spec.lr, time.perf_counter()
-        for i, batch in enumerate(self.train_loader.iterate(self.epoch)):
+        start, tally, before = self.resume_at or (0, Tally(), 0.0)
+        self.resume_at = None
+        lr, t0 = self.opt_spec.lr, time.perf_counter() - before
+        if bar is not None:
+            bar.update(start)
+        for i, batch in enumerate(self.train_loader.iterate(self.epoch, start), start):
             if i >= n_batches:
                 break
             factor = lr_factor(self.schedule, self.epoch + i / n_batches, self.epochs)
@@ -189,6 +207,8 @@ class Trainer:
             self.optimizer.step()                                   # PARAMETER UPDATE
             self.step += 1
             tally.add(out, batch.size)
+            if self.checkpoint_every and self.step % self.checkpoint_every == 0 and i + 1 < n_batches:
+                self.save_progress(i + 1, tally, time.perf_counter() - t0, self.wall_before + time.time() - started)
             if bar is not None:
                 bar.update(1)
                 if i % 20 == 0 or i == n_batches - 1:
@@ -213,7 +233,7 @@ class Trainer:
                           leave=False, dynamic_ncols=True, disable=None) if bar_cls else None  # terminals only
             t0 = time.perf_counter()
             try:
-                tally, lr, train_seconds = self._train_epoch(bar)
+                tally, lr, train_seconds = self._train_epoch(bar, started)
             finally:
                 if bar is not None:
                     bar.close()
