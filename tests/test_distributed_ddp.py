@@ -50,8 +50,7 @@ def test_cli_ddp_run_then_eval_and_wrong_flags(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(out), "--executor", "downpour"]) == 2
     assert "a ddp run cannot be resumed with --executor downpour" in capsys.readouterr().err
     # DDP writes the Trainer's checkpoints: one process can continue the run
-    assert cli.main(["train", "--resume", str(out), "--executor", "local", "--set", "train.epochs=2",
-                     "--no-progress"]) == 0
+    assert cli.main(["train", "--resume", str(out), "--executor", "local", "--extend", "2", "--no-progress"]) == 0
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert [r["executor"]["name"] for r in rows] == ["ddp", "local"] and rows[1]["wall_s"] > rows[0]["wall_s"]

@@ -27,7 +27,7 @@ def test_a_run_remembers_its_data_root(fake_mnist, tmp_path, capsys):
     assert main(["eval", str(out), "--json"]) == 0                       # no --data-dir needed
     assert json.loads(capsys.readouterr().out)["n"] == 20
     assert main(["show", str(out)]) == 0
-    assert main(["train", "--resume", str(out), "--set", "train.epochs=2", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(out), "--extend", "2", "--no-progress"]) == 0
     capsys.readouterr()
     # the data moved: one line that says so; --data-dir points to the new place
     moved = tmp_path / "moved"
@@ -158,3 +158,36 @@ def test_a_crash_between_write_and_rename_leaves_loadable_files(tmp_path, monkey
     b, _ = _weights(resumed.run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------- resume semantics
+
+SHORT = ["model.stages=[{channels: 4, kernel: 3, padding: same}]", "model.hidden=[16]", "train.epochs=2",
+         "train.schedule.warmup_epochs=0"]
+
+
+def test_resume_continues_the_plan_and_extend_restarts_the_cosine(tmp_path):
+    from visionnets import api
+    from visionnets.errors import ConfigError
+
+    run = api.train("digits_convnet", SHORT, out=tmp_path / "run", progress=False, figures=False)
+    lr_end = run.history[-1]["lr"]
+    with pytest.raises(ConfigError, match=r"--set train.epochs: a resumed run continues its own plan exactly; "
+                                          r"to train it longer, use --extend EPOCHS"):
+        api.train(None, ["train.epochs=4"], resume=run.run_dir)
+    with pytest.raises(ConfigError, match="--set train.optimizer.lr: a resumed run continues"):
+        api.train(None, ["train.optimizer.lr=0.5"], resume=run.run_dir)
+    with pytest.raises(ConfigError, match="--extend 2: the run is planned for 2 epochs"):
+        api.train(None, resume=run.run_dir, extend=2)
+    with pytest.raises(ConfigError, match="--extend: extends a run given with --resume"):
+        api.train("digits_convnet", extend=4)
+    same = api.train(None, ["threads=1"], resume=run.run_dir, progress=False, figures=False)   # nothing to do
+    assert [r["epoch"] for r in same.history] == [1, 2]
+    longer = api.train(None, resume=run.run_dir, extend=4, progress=False, figures=False)
+    assert [r["epoch"] for r in longer.history] == [1, 2, 3, 4]
+    rec = api.load_run(run.run_dir).recipe
+    assert rec["train"]["epochs"] == 4 and rec["train"]["schedule"]["restarts"] == [2]
+    # the cosine restarted at epoch 2 (base lr, not the 0 it had decayed to) and decays to the new end
+    base = rec["train"]["optimizer"]["lr"]
+    assert lr_end < 0.01 * base
+    assert longer.history[2]["lr"] > 0.5 * base > longer.history[3]["lr"]

@@ -61,17 +61,19 @@ class Run:
 def train(recipe: str | Path | dict | Recipe | None = None, overrides: list[str] | tuple[str, ...] = (),
           data_dir: str | Path | None = None, out: str | Path | None = None,
           resume: str | Path | None = None, progress: bool = True, figures: bool = True,
-          callbacks: tuple = (), executor: str | None = None, **options: Any) -> RunResult:
+          callbacks: tuple = (), executor: str | None = None, extend: int | None = None,
+          **options: Any) -> RunResult:
     """Train from a recipe (path, bundled name, dict or Recipe), or resume a run directory.
 
-    With ``resume=RUN_DIR`` the recipe saved in RUN_DIR is used (``overrides`` still apply,
-    e.g. ``train.epochs=20`` to train longer) and training continues from its last checkpoint
-    with the run's own executor and options. ``executor``: ``local`` (default), ``ddp`` or
+    With ``resume=RUN_DIR`` training continues from the run's last checkpoint, with its own
+    recipe, executor and options, exactly as planned (``overrides`` may change only what does
+    not change the computation, e.g. ``threads``); ``extend=EPOCHS`` trains it on to that many
+    epochs in all (the schedule rule: :func:`visionnets.train.setup.resumed_recipe`). ``executor``: ``local`` (default), ``ddp`` or
     ``downpour``; ``options`` are that executor's (see :mod:`visionnets.distributed`).
     ``callbacks`` are called as ``cb(trainer_or_driver, record)`` after each epoch's checkpoint
     (DDP runs them on rank 0, so they must be picklable there).
     """
-    setup = prepare(recipe, overrides, data_dir, out, resume, executor, options)
+    setup = prepare(recipe, overrides, data_dir, out, resume, executor, options, extend)
     callbacks = tuple(callbacks)
     if setup.recipe.logging == "tensorboard":
         from visionnets.viz.tensorboard import TensorBoardCallback

@@ -62,6 +62,7 @@ class ScheduleSection(_Section):
     gamma: PosFloat = 0.1
     warmup_epochs: NonNeg = 0.0
     min_lr: NonNeg = 0.0
+    restarts: list[PosInt] = []   # cosine: a new cycle starts at each of these epochs (what --extend adds)
 
 
 class EarlyStoppingSection(_Section):

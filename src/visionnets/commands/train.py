@@ -20,7 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="override a recipe key, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--data-dir", help="dataset root (default: $VISIONNETS_DATA, then ~/.cache/visionnets)")
     p.add_argument("--out", help="write the run exactly into this directory")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from its last checkpoint, exactly as planned (its recipe, executor, options)")
+    p.add_argument("--extend", type=int, metavar="EPOCHS",
+                   help="with --resume: train the run on to EPOCHS epochs in all (a cosine schedule restarts "
+                        "for the added epochs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     g = p.add_argument_group("distributed training")
     g.add_argument("--executor", choices=["local", "downpour", "ddp"],
@@ -78,6 +82,6 @@ def run(args: argparse.Namespace) -> int:
                               f"not {executor}")
         opts[key] = value
     result = api.train(args.recipe, args.overrides, data_dir=args.data_dir, out=args.out, resume=args.resume,
-                       progress=not args.no_progress, executor=executor, **opts)
+                       progress=not args.no_progress, executor=executor, extend=args.extend, **opts)
     report(result)
     return 0

@@ -28,9 +28,15 @@ def build_optimizer(params, spec: OptimizerSection) -> torch.optim.Optimizer:
 def lr_factor(spec: ScheduleSection, epoch: float, total_epochs: int) -> float:
     """Multiplier of the base learning rate at fractional ``epoch`` (0 = start of training).
 
+    ``cosine`` decays from 1 to 0 over the run; with ``restarts`` (SGDR warm restarts, what
+    ``--extend`` adds) each restart epoch begins a new cycle from 1 that ends at the next one.
+
     >>> s = ScheduleSection(name="step", step_size=2, gamma=0.5)
     >>> [lr_factor(s, e, 6) for e in (0, 1.9, 2, 4.5)]
     [1.0, 1.0, 0.5, 0.25]
+    >>> c = ScheduleSection(name="cosine", restarts=[4])
+    >>> [round(lr_factor(c, e, 8), 3) for e in (0, 2, 4, 6, 8)]
+    [1.0, 0.5, 1.0, 0.5, 0.0]
     """
     if spec.warmup_epochs and epoch < spec.warmup_epochs:
         return (epoch + 1e-3) / spec.warmup_epochs
@@ -39,8 +45,10 @@ def lr_factor(spec: ScheduleSection, epoch: float, total_epochs: int) -> float:
     if spec.name == "multistep":
         return spec.gamma ** sum(epoch >= m for m in spec.milestones)
     if spec.name == "cosine":
-        span = max(total_epochs - spec.warmup_epochs, 1e-9)
-        t = min(max(epoch - spec.warmup_epochs, 0.0) / span, 1.0)
+        bounds = [0.0, *(r for r in spec.restarts if r < total_epochs), float(total_epochs)]
+        k = max(i for i in range(len(bounds) - 1) if epoch >= bounds[i] or i == 0)
+        start = bounds[k] + (spec.warmup_epochs if k == 0 else 0.0)   # warm-up in the first cycle only
+        t = min(max(epoch - start, 0.0) / max(bounds[k + 1] - start, 1e-9), 1.0)
         return 0.5 * (1 + math.cos(math.pi * t))
     return 1.0
 

@@ -35,7 +35,7 @@ from visionnets.data.files import ENV_VAR
 from visionnets.device import resolve_device
 from visionnets.errors import CheckpointError, ConfigError
 from visionnets.models import build_model
-from visionnets.recipes import Recipe, load_recipe
+from visionnets.recipes import Recipe, load_recipe, validate
 from visionnets.registry import Registry
 from visionnets.train.rundir import RunDir
 
@@ -85,15 +85,62 @@ def check_options(executor: str, options: dict[str, Any]) -> None:
             raise ConfigError(f"--executor {executor}: unknown option {key!r} (options: {', '.join(known) or 'none'})")
 
 
+# what --set may change on --resume: nothing that changes the computation of the plan
+RESUME_SETTABLE = ("description", "threads", "device", "logging", "train.eval_batch_size",
+                   "train.checkpoint_every_steps")
+
+
+def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` for every leaf of nested mappings (lists are leaves)."""
+    if not isinstance(d, dict) or not d:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for key, val in d.items():
+        out.update(_leaves(val, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def resumed_recipe(run_dir: RunDir, overrides: list[str] | tuple[str, ...], extend: int | None) -> Recipe:
+    """The recipe a resumed run continues: its own, exactly (``--set`` may change only
+    ``RESUME_SETTABLE``), or extended to ``extend`` epochs.
+
+    Extending keeps every learning rate the run has used and plans the added epochs: the
+    ``step``, ``multistep`` and ``none`` schedules simply continue (their epochs are absolute);
+    ``cosine`` starts a new cycle (an SGDR warm restart, recorded in ``train.schedule.restarts``)
+    from the base learning rate at the end of the original plan, decaying to the new end.
+    """
+    saved = run_dir.recipe()
+    rec = run_dir.recipe(overrides)
+    before, after = _leaves(saved.to_dict()), _leaves(rec.to_dict())
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key) and key not in RESUME_SETTABLE:
+            hint = " to train it longer, use --extend EPOCHS;" if key == "train.epochs" else ""
+            raise ConfigError(f"--set {key}: a resumed run continues its own plan exactly;{hint} "
+                              f"on --resume only {', '.join(RESUME_SETTABLE)} can be set")
+    if extend is None:
+        return rec
+    planned = rec.train.epochs
+    if not isinstance(extend, int) or extend <= planned:
+        raise ConfigError(f"--extend {extend}: the run is planned for {planned} epochs; give a larger total")
+    raw = rec.to_dict()
+    raw["train"]["epochs"] = extend
+    if rec.train.schedule.name == "cosine":
+        raw["train"]["schedule"]["restarts"] = [*rec.train.schedule.restarts, planned]
+    return validate(raw, str(run_dir.recipe_file))
+
+
 def prepare(recipe: Any = None, overrides: list[str] | tuple[str, ...] = (), data_dir: str | Path | None = None,
             out: str | Path | None = None, resume: str | Path | None = None, executor: str | None = None,
-            options: dict[str, Any] | None = None) -> Setup:
+            options: dict[str, Any] | None = None, extend: int | None = None) -> Setup:
     """Everything before the first step (see the module docstring).
 
     ``executor`` None: ``local`` for a new run, the run's own for a resumed one. A resumed
-    run keeps the options it was started with unless ``options`` change them.
+    run keeps the options it was started with unless ``options`` change them, and continues its
+    plan exactly unless ``extend`` gives a new total of epochs (see :func:`resumed_recipe`).
     """
     options = dict(options or {})
+    if extend is not None and resume is None:
+        raise ConfigError("--extend: extends a run given with --resume RUN_DIR")
     if resume is not None:
         run_dir = RunDir.open(resume)
         run_dir.remove_partial_writes()
@@ -104,7 +151,7 @@ def prepare(recipe: Any = None, overrides: list[str] | tuple[str, ...] = (), dat
                               f"{executor}; use --executor {saved['executor']}")
         if executor == saved["executor"]:
             options = {**saved.get("options", {}), **options}
-        rec = run_dir.recipe(overrides)
+        rec = resumed_recipe(run_dir, overrides, extend)
         if not run_dir.checkpoint("last").is_file():
             raise CheckpointError(f"{run_dir.checkpoint('last')}: nothing to resume from")
     else:
