@@ -191,3 +191,34 @@ def test_resume_continues_the_plan_and_extend_restarts_the_cosine(tmp_path):
     base = rec["train"]["optimizer"]["lr"]
     assert lr_end < 0.01 * base
     assert longer.history[2]["lr"] > 0.5 * base > longer.history[3]["lr"]
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory(tmp_path, capsys):
+    assert main(["train", "digits_convnet", "--set", "train.optimizer.lr=1e30", "--set", "train.grad_clip=null",
+                 "--set", "model.dropout=0", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loss became" in err[0] and "epoch 1" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "digits_convnet", "--set", "train.epoch=3"],
+     "--set train.epoch=3: train.epoch: unknown key (did you mean 'epochs'?)"),
+    (["train", "digits_convnet", "--set", "train.optimizer.momentm=0.5"], "(did you mean 'momentum'?)"),
+    (["train", "digits_convent"], "digits_convent: no such recipe file or bundled recipe (did you mean 'digits_convnet'?)"),
+    (["train", "digits_convnet", "--set", "data.name=mnits"], "unknown dataset 'mnits' (did you mean 'mnist'?)"),
+    (["train", "digits_convnet", "--set", "model.hiden=[3]"], "model.hiden: unknown key for model 'convnet' (did you mean 'hidden'?)"),
+    (["train", "digits_convnet", "--set", "objective.name=supervise"], "unknown objective 'supervise' (did you mean 'supervised'?)"),
+])
+def test_mistakes_name_their_flag_and_the_nearest_valid_name(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_show_suggests_the_nearest_layer(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "digits_convnet", "--set", "train.epochs=1", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(out), "--layer", "stage1.filtr"]) == 2
+    assert "no layer named 'stage1.filtr' in the model (did you mean 'stage1.filter'?)" in capsys.readouterr().err

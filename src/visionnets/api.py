@@ -80,7 +80,12 @@ def train(recipe: str | Path | dict | Recipe | None = None, overrides: list[str]
 
         callbacks += (TensorBoardCallback(setup.run_dir.path, input_shape=setup.dataset.input_shape),)
     fit = EXECUTORS.get(setup.executor)
-    final, history = fit(setup, progress=progress, callbacks=callbacks, **setup.options)
+    try:
+        final, history = fit(setup, progress=progress, callbacks=callbacks, **setup.options)
+    except BaseException:
+        if not setup.resume:        # a new run that failed before its first checkpoint leaves nothing behind
+            setup.run_dir.remove_if_unstarted()
+        raise
     if figures:
         from visionnets.viz.report import finish_run
 

@@ -29,6 +29,18 @@ class MissingExtraError(VisionnetsError, ImportError):
     """An optional dependency is not installed; the message names the extra."""
 
 
+def did_you_mean(name: object, choices) -> str:
+    """`` (did you mean 'x'?)`` for the choice nearest to ``name``, or ``""`` when none is near.
+
+    >>> did_you_mean("epoch", ["epochs", "batch_size"])
+    " (did you mean 'epochs'?)"
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def require(module: str, extra: str):
     """Import an optional dependency or raise a MissingExtraError naming the extra to install."""
     import importlib

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from visionnets.errors import ConfigError
+from visionnets.errors import ConfigError, did_you_mean
 
 BUNDLED = Path(__file__).parent / "recipes"
 PosInt = Annotated[int, Field(ge=1)]
@@ -123,7 +123,8 @@ def find_recipe(ref: str | Path) -> Path:
     name = p.name[:-5] if p.name.endswith(".yaml") else p.name
     if name in bundled and (p.parent == Path(".") or not p.exists()):
         return bundled[name]
-    raise ConfigError(f"{ref}: no such recipe file or bundled recipe; bundled: {', '.join(bundled)}")
+    raise ConfigError(f"{ref}: no such recipe file or bundled recipe{did_you_mean(name, bundled)}; "
+                      f"bundled: {', '.join(bundled)}")
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -169,24 +170,39 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def validate(raw: Any, source: str = "recipe") -> Recipe:
-    """Validate a raw dict; errors name ``source`` and the key path."""
+def _section_keys(loc: tuple) -> list[str]:
+    """The keys a recipe section at ``loc`` (a pydantic error location) accepts."""
+    model: Any = Recipe
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            break
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def validate(raw: Any, source: str = "recipe", overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Validate a raw dict; errors name the key path and where it came from: the ``--set`` flag
+    that wrote it (one of ``overrides``), else ``source``. An unknown key suggests the nearest."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
+        path = [str(p) for p in err["loc"]]
+        loc = ".".join(path)
         kind = err["type"]
         if kind == "missing":
             msg = "missing required key"
         elif kind == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + did_you_mean(path[-1], _section_keys(err["loc"][:-1]))
         else:
             msg = f"{err['msg']} (got {err.get('input')!r})"
         more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{source}: {loc}: {msg}{more}") from None
+        flag = next((item for item in reversed(overrides)
+                     if path[:len(key := item.split("=", 1)[0].split("."))] == key), None)
+        raise ConfigError(f"{f'--set {flag}' if flag else source}: {loc}: {msg}{more}") from None
 
 
 def load_recipe(ref: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
@@ -210,4 +226,4 @@ def load_recipe(ref: str | Path | dict, overrides: list[str] | tuple[str, ...] =
         raise ConfigError(f"{source}: the recipe is empty")
     if isinstance(raw, dict):
         apply_overrides(raw, list(overrides))
-    return validate(raw, source)
+    return validate(raw, source, overrides)

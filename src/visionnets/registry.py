@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pydantic
 
-from visionnets.errors import ConfigError
+from visionnets.errors import ConfigError, did_you_mean
 
 
 def _describe(err: dict) -> str:
@@ -68,9 +68,8 @@ class Registry:
 
     def get(self, name: str) -> Callable:
         if name not in self._items:
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}"
-            )
+            raise ConfigError(f"unknown {self.kind} {name!r}{did_you_mean(name, self.names())}; "
+                              f"expected one of: {', '.join(self.names())}")
         return self._items[name]
 
     def build(self, name: str, kwargs: dict[str, Any] | None = None, *, where: str = "",
@@ -90,10 +89,8 @@ class Registry:
             if key not in params and not accepts_var:
                 allowed = [k for k, p in params.items() if k not in extra
                            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-                raise ConfigError(
-                    f"{prefix}{key}: unknown key for {self.kind} {name!r}; "
-                    f"expected one of: {', '.join(allowed) or '(none)'}"
-                )
+                raise ConfigError(f"{prefix}{key}: unknown key for {self.kind} {name!r}{did_you_mean(key, allowed)}; "
+                                  f"expected one of: {', '.join(allowed) or '(none)'}")
         try:
             validated = pydantic.validate_call(config={"arbitrary_types_allowed": True})(_as_function(fn))
             return validated(**extra, **kwargs)

@@ -21,7 +21,7 @@ from visionnets.data.catalog import DATASETS
 from visionnets.data.files import KNOWN_FILES, locate, resolve_roots
 from visionnets.data.specs import build_augment, build_transforms
 from visionnets.data.transforms import TRANSFORMS, Compose
-from visionnets.errors import ConfigError
+from visionnets.errors import ConfigError, did_you_mean
 
 # importing a loader registers it
 from visionnets.data import cifar10, cosine, digits, faces, mnist, natural  # noqa: E402,F401
@@ -50,7 +50,7 @@ def load_dataset(name: str = DEFAULT_DATASET, root: str | os.PathLike | None = N
     its loader's signature: a wrong one is a ConfigError naming ``data.options.<key>``.
     """
     if name not in DATASETS:
-        raise ConfigError(f"data.name: unknown dataset {name!r}; expected one of: "
+        raise ConfigError(f"data.name: unknown dataset {name!r}{did_you_mean(name, DATASETS.names())}; expected one of: "
                           f"{', '.join(DATASETS.names())}")
     if not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction: expected a number in [0, 1), got {val_fraction!r}")

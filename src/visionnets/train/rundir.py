@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,13 @@ class RunDir:
         for p in found:
             p.unlink(missing_ok=True)
         return found
+
+    def remove_if_unstarted(self) -> bool:
+        """Delete this directory if no checkpoint was written in it yet (a run that failed at once)."""
+        if (self.path / "checkpoints").exists():
+            return False
+        shutil.rmtree(self.path, ignore_errors=True)
+        return True
 
     # ------------------------------------------------------------------ files
     @property

@@ -153,7 +153,8 @@ def prepare(recipe: Any = None, overrides: list[str] | tuple[str, ...] = (), dat
             options = {**saved.get("options", {}), **options}
         rec = resumed_recipe(run_dir, overrides, extend)
         if not run_dir.checkpoint("last").is_file():
-            raise CheckpointError(f"{run_dir.checkpoint('last')}: nothing to resume from")
+            raise CheckpointError(f"{run_dir.checkpoint('last')}: nothing to resume from (the run stopped before "
+                                  f"its first checkpoint); start it again with another --out, or delete {run_dir.path}")
     else:
         executor = executor or "local"
         rec = recipe if isinstance(recipe, Recipe) and not overrides else load_recipe(recipe, overrides)

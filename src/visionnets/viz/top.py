@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from visionnets.errors import ConfigError
+from visionnets.errors import ConfigError, did_you_mean
 from visionnets.viz.grid import as_images, draw_labeled_grid, evaluating, model_device, new_figure, save_figure
 
 REDUCE = ("max", "mean")
@@ -37,7 +37,7 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name not in modules:
         names = [n for n in modules if n]
-        raise ConfigError(f"no layer named {name!r} in the model; names: "
+        raise ConfigError(f"no layer named {name!r} in the model{did_you_mean(name, names)}; names: "
                           f"{', '.join(names[:30])}{' ...' if len(names) > 30 else ''}")
     return modules[name]
 
