@@ -222,3 +222,18 @@ def test_show_suggests_the_nearest_layer(tmp_path, capsys):
     capsys.readouterr()
     assert main(["show", str(out), "--layer", "stage1.filtr"]) == 2
     assert "no layer named 'stage1.filtr' in the model (did you mean 'stage1.filter'?)" in capsys.readouterr().err
+
+
+def test_progress_in_a_log_is_one_line_per_epoch_without_bar_frames(tmp_path, capsys):
+    """stdout and stderr are not terminals under pytest: as in a CI log or `cmd > log`."""
+    from visionnets.unsupervised import RBM, KMeans
+
+    x = torch.rand(64, 10)
+    RBM(n_components=4, n_epochs=3, verbose=True, random_state=0).fit(x)
+    KMeans(n_clusters=3, n_epochs=2, verbose=True, random_state=0).fit(x)
+    assert main(["train", "digits_convnet", "--set", "train.epochs=2", "--out", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err                              # no progress-bar frames
+    assert [line.split(":")[0] for line in err.strip().splitlines()] == \
+        ["RBM epoch 1", "RBM epoch 2", "RBM epoch 3", "KMeans epoch 1", "KMeans epoch 2"]
+    assert sum(line.startswith("epoch ") for line in out.splitlines()) == 2

@@ -15,6 +15,7 @@ torch tensors (the output is a tensor on the device the learner lives on).
 from __future__ import annotations
 
 import math
+import sys
 import numbers
 
 import numpy as np
@@ -46,12 +47,19 @@ def make_generator(random_state, device: torch.device) -> torch.Generator:
 
 
 def progress(iterable, enabled: bool, desc: str, total: int | None = None):
-    """Wrap ``iterable`` in a tqdm bar when ``enabled`` (tqdm is imported only then)."""
-    if not enabled:
+    """Wrap ``iterable`` in a tqdm bar when ``enabled`` and stderr is a terminal (a log file gets
+    no bar frames: :func:`log_line` writes one line per epoch there instead)."""
+    if not enabled or not sys.stderr.isatty():
         return iterable
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+def log_line(enabled: bool, text: str) -> None:
+    """One progress line on stderr when ``enabled`` and stderr is not a terminal (a bar shows it there)."""
+    if enabled and not sys.stderr.isatty():
+        print(text, file=sys.stderr, flush=True)
 
 
 class TorchTransformer(TransformerMixin, BaseEstimator):
@@ -139,8 +147,11 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
             record = {"epoch": self.n_iter_, **{k: v / n_batches for k, v in totals.items()}}
             self._end_epoch(x, record)
             self.history_.append(record)
+            numbers = {k: f"{v:.4g}" for k, v in record.items() if k != "epoch"}
             if hasattr(bar, "set_postfix"):
-                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k != "epoch"})
+                bar.set_postfix(numbers)
+            log_line(self.verbose, f"{type(self).__name__} epoch {self.n_iter_}: "
+                                   + " ".join(f"{k} {v}" for k, v in numbers.items()))
             for k, v in record.items():
                 if isinstance(v, float) and not math.isfinite(v):
                     raise TrainingError(f"{type(self).__name__}: {k} became {v} at epoch {self.n_iter_}; "

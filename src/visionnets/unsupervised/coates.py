@@ -30,7 +30,7 @@ from visionnets.device import resolve_device
 from visionnets.errors import ConfigError, DataError
 from visionnets.nn.activations import ACTIVATIONS, activation_fn
 from visionnets.svm import train_linear
-from visionnets.unsupervised._base import progress
+from visionnets.unsupervised._base import log_line, progress
 from visionnets.unsupervised.patches import ZCA, KMeans, extract_patches, normalize_patches
 
 LEARNERS = ("kmeans", "sparse_autoencoder", "rbm", "rica")
@@ -166,6 +166,7 @@ def extract_features(images, est, zca: ZCA, patch_size: int = 6, eps_norm: float
         pooled = torch.stack([f[:, :hr, :hc].sum((1, 2)), f[:, :hr, hc:].sum((1, 2)),
                               f[:, hr:, :hc].sum((1, 2)), f[:, hr:, hc:].sum((1, 2))], 1)
         out[lo:lo + B] = pooled.reshape(B, 4 * K).cpu()
+    log_line(verbose, f"features: {n} images -> {4 * K} features each")
     return out
 
 

@@ -112,7 +112,7 @@ def train_local_stage(stage: LocalStage, x: torch.Tensor, epochs: int = 5, lr: f
     if x.dim() != 4 or tuple(x.shape[2:]) != stage.input_size:
         raise DataError(f"train_local_stage: x has shape {tuple(x.shape)}; expected (N, C, {stage.input_size[0]}, "
                         f"{stage.input_size[1]})")
-    from visionnets.unsupervised._base import progress
+    from visionnets.unsupervised._base import log_line, progress
 
     params = [stage.filter.weight, stage.decoder_weight]
     opt = torch.optim.Adam(params, lr=lr)
@@ -134,4 +134,5 @@ def train_local_stage(stage: LocalStage, x: torch.Tensor, epochs: int = 5, lr: f
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
         history.append({"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}})
+        log_line(verbose, f"LocalStage epoch {epoch + 1}: " + " ".join(f"{k} {v / n:.4g}" for k, v in sums.items()))
     return history

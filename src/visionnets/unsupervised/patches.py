@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from visionnets.errors import ConfigError, DataError
-from visionnets.unsupervised._base import TorchTransformer, make_generator, progress
+from visionnets.unsupervised._base import TorchTransformer, log_line, make_generator, progress
 
 
 def _images_tensor(images) -> torch.Tensor:
@@ -247,6 +247,8 @@ class KMeans(TorchTransformer):
             self.inertia_ = inertia
             self.history_.append({"epoch": self.n_iter_, "inertia": inertia / x.shape[0],
                                   "empty_clusters": int((counts == 0).sum())})
+            log_line(self.verbose, f"KMeans epoch {self.n_iter_}: inertia {inertia / x.shape[0]:.4g} "
+                                   f"empty_clusters {self.history_[-1]['empty_clusters']}")
         return self
 
     def _update_from_sums(self, sums, counts) -> None:
