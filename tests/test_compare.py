@@ -77,7 +77,7 @@ def test_options_and_caps():
     rows = compare(_digits(), methods=["knn"], options=parse_options(["knn.k=1"]),
                    max_train={"knn": 100}, subsample=500)
     assert rows[0].params == {"k": 1} and rows[0].n_train == 100
-    assert "trained on 100 of 800" in rows[0].notes
+    assert "trained on 100 of 500" in rows[0].notes
     with pytest.raises(ConfigError, match="options.svm_rbf: not among the selected methods"):
         compare(_digits(), methods=["knn"], options={"svm_rbf": {"C": 1.0}})
     with pytest.raises(ConfigError, match="METHOD.KEY=VALUE"):
@@ -208,3 +208,34 @@ def test_cells_measured_elsewhere(all_rows):
     assert props["SVM"]["Easy to parallelize"] == "1.5x with 2 workers [measured]"
     with pytest.raises(ConfigError, match="measured.SVM.Speed: not a property"):
         properties(all_rows, {"SVM": {"Speed": "fast"}})
+
+
+def test_compare_runs_again_in_the_same_place_and_shrinks_nets_and_baselines_alike(tmp_path):
+    """--subsample (and --quick) apply to the nets too, on the same test images; a second
+    compare in the same folder reuses the finished run, and an interrupted one is resumed."""
+    common = dict(methods=["knn"], nets=["digits_convnet"], out_dir=tmp_path, subsample=300,
+                  net_overrides=["train.epochs=2", "model.hidden=[16]"])
+    first = compare("digits", **common)
+    knn, net = first
+    assert knn.n_train == 300 and net.n_test == knn.n_test == 300 and net.n_train == 270
+    assert net.source.startswith("trained by compare")
+    again = compare("digits", **common)
+    assert again[1].source == f"reused by compare: {tmp_path / 'runs' / 'digits_convnet'}"
+    assert again[1].error == net.error
+    # another recipe goes beside the first run; an interrupted run is resumed
+    other = dict(common, net_overrides=["train.epochs=2", "model.hidden=[8]"])
+    from visionnets.train.rundir import RunDir
+
+    def stop(trainer, record):
+        raise KeyboardInterrupt
+
+    from visionnets import api
+
+    with pytest.raises(KeyboardInterrupt):
+        api.train("digits_convnet", ["data.options.subsample=300", "train.epochs=2", "model.hidden=[8]"],
+                  out=tmp_path / "runs" / "digits_convnet-2", progress=False, callbacks=(stop,))
+    assert not RunDir(tmp_path / "runs" / "digits_convnet-2").finished()
+    resumed = compare("digits", **other)[1]
+    assert resumed.source == f"resumed by compare: {tmp_path / 'runs' / 'digits_convnet-2'}"
+    assert RunDir(tmp_path / "runs" / "digits_convnet-2").finished()
+    assert compare("digits", **common)[1].source.startswith("reused by compare")

@@ -87,16 +87,22 @@ def _flat(split) -> tuple[np.ndarray, np.ndarray]:
     return as_features(x, "dataset inputs"), as_labels(split.y.numpy(), len(x), "dataset labels")
 
 
-def load_arrays(dataset: Any, data_dir: str | Path | None) -> tuple[str, tuple, tuple]:
+def load_arrays(dataset: Any, data_dir: str | Path | None, subsample: int | None = None) -> tuple[str, tuple, tuple]:
     """``(name, (X_train, y_train), (X_test, y_test))`` from a dataset name or a Dataset.
 
-    Names go through ``visionnets.data.load_dataset(name, data_dir, val_fraction=0)``.
+    Names go through ``visionnets.data.load_dataset(name, data_dir, val_fraction=0)``, with its
+    ``subsample`` option when given (a Dataset's training split is subsampled here).
     """
     if isinstance(dataset, str):
         if dataset not in DATASETS:
             raise ConfigError(f"dataset {dataset!r}: compare knows {', '.join(DATASETS)}")
         from visionnets.data import load_dataset
-        dataset = load_dataset(dataset, data_dir, val_fraction=0.0)
+        options = {} if subsample is None else {"subsample": subsample}
+        dataset = load_dataset(dataset, data_dir, val_fraction=0.0, **options)
+    elif subsample is not None:
+        from visionnets.data.base import subsample_split
+        from dataclasses import replace
+        dataset = replace(dataset, train=subsample_split(dataset.train, subsample, 0))
     if not getattr(dataset, "is_classification", False):
         raise DataError(f"dataset {getattr(dataset, 'name', dataset)!r}: compare needs a classification dataset")
     return dataset.name, _flat(dataset.train), _flat(dataset.test)
@@ -217,14 +223,43 @@ def row_from_run(run_dir: str | Path, dataset: str, data_dir: str | Path | None 
 
 
 def train_net(recipe: str, dataset: str, data_dir: str | Path | None, out_dir: Path,
-              overrides: Sequence[str] = ()) -> Row:
-    """Train the recipe ``recipe`` through ``visionnets.api.train``, then measure its run."""
-    from visionnets import api
+              overrides: Sequence[str] = (), log=None) -> Row:
+    """Train the recipe ``recipe`` through ``visionnets.api.train`` under ``out_dir/runs``, then measure it.
 
-    result = api.train(recipe, overrides=list(overrides), data_dir=data_dir,
-                       out=out_dir / "runs" / Path(recipe).stem, progress=False)
-    row = row_from_run(result.run_dir, dataset, data_dir)
-    row.source = f"trained by compare: {result.run_dir}"
+    Re-runnable: a run of the same recipe (same overrides) already there is reused when finished
+    and resumed when interrupted; a run of another recipe is left alone and this one is written
+    beside it (``<name>-2``, ...).
+    """
+    from visionnets import api
+    from visionnets.recipes import load_recipe
+    from visionnets.train.rundir import RunDir
+
+    say = log or (lambda msg: None)
+    wanted = load_recipe(recipe, list(overrides)).to_dict()
+    stem, k = Path(recipe).stem, 1
+    while True:
+        path = out_dir / "runs" / (stem if k == 1 else f"{stem}-{k}")
+        rd = RunDir(path)
+        if path.exists() and rd.recipe_file.is_file() and rd.recipe().to_dict() == wanted:
+            if rd.checkpoint("last").is_file():
+                break
+            rd.remove_if_unstarted()                 # killed before its first checkpoint: start again
+        if not path.exists() or not any(path.iterdir()):
+            break
+        k += 1
+    if not path.exists() or not rd.checkpoint("last").is_file():
+        say(f"{recipe}: training into {path}")
+        api.train(recipe, overrides=list(overrides), data_dir=data_dir, out=path, progress=False)
+        how = "trained by compare"
+    elif not rd.finished():
+        say(f"{recipe}: resuming {path}")
+        api.train(None, resume=path, data_dir=data_dir, progress=False)
+        how = "resumed by compare"
+    else:
+        say(f"{recipe}: reusing the finished run {path}")
+        how = "reused by compare"
+    row = row_from_run(path, dataset, data_dir)
+    row.source = f"{how}: {path}"
     return row
 
 
@@ -240,21 +275,34 @@ def default_nets(dataset: str) -> list[str]:
 
 # ---------------------------------------------------------------- the comparison
 
+QUICK_IMAGES, QUICK_EPOCHS = 2000, 2
+
+
 def compare(dataset: Any = "mnist", methods: Sequence[str] | None = None, subsample: int | None = None,
             data_dir: str | Path | None = None, out_dir: str | Path | None = None,
             nets: Sequence[str] = (), runs: Sequence[str | Path] = (), options: dict | None = None,
             max_train: dict[str, int] | None = None, net_overrides: Sequence[str] = (),
-            n_labelled: int = 1000, seed: int = 0, threads: int | None = None, log=None) -> list[Row]:
+            n_labelled: int = 1000, seed: int = 0, threads: int | None = None, log=None,
+            quick: bool = False) -> list[Row]:
     """Train and measure each baseline in ``methods`` (all when None) and add our nets.
 
-    ``subsample`` draws that many training examples (seeded) for every baseline;
-    ``max_train[name]`` caps one baseline's training set further (noted in its row).
+    ``subsample`` keeps that many training images (and at most as many test images, the
+    dataset's ``subsample`` option) for the baselines and the nets alike, so every row is
+    measured on the same test images; ``quick`` is ``subsample=2000`` and the nets trained for
+    2 epochs. ``max_train[name]`` caps one baseline's training set further (noted in its row).
     ``nets`` are recipe names trained through ``visionnets.api.train`` (runs under
-    ``out_dir/runs``); ``runs`` are finished run directories read as they are.
-    The test split is always used whole. ``threads`` caps the BLAS/OpenMP threads of the
-    baselines (None: the libraries' default); ``n_labelled`` is the number of labels in the
-    RBM row's measurement of the gain from unlabelled data.
+    ``out_dir/runs``, reused or resumed when compare runs again); ``runs`` are finished run
+    directories read as they are. ``threads`` caps the BLAS/OpenMP threads of the baselines
+    (None: the libraries' default); ``n_labelled`` is the number of labels in the RBM row's
+    measurement of the gain from unlabelled data.
     """
+    if quick:
+        subsample = subsample or QUICK_IMAGES
+        net_overrides = [f"train.epochs={QUICK_EPOCHS}", *net_overrides]
+    if subsample is not None:
+        if subsample < 1:
+            raise ConfigError(f"subsample: expected a positive number of training images, got {subsample}")
+        net_overrides = [f"data.options.subsample={subsample}", *net_overrides]
     names = list(BASELINES.names() if methods is None else methods)
     for name in names:
         BASELINES.get(name)                              # unknown -> ConfigError naming it
@@ -267,13 +315,11 @@ def compare(dataset: Any = "mnist", methods: Sequence[str] | None = None, subsam
     if nets and out_dir is None:
         raise ConfigError("out_dir: needed to train nets (their runs go under out_dir/runs)")
     say = log or (lambda msg: None)
-    ds_name, train, test = load_arrays(dataset, data_dir)
-    X, y = subsample_rows(*train, subsample, seed)
+    ds_name, (X, y), test = load_arrays(dataset, data_dir, subsample)
     rows = []
     for name in names:
         Xm, ym = subsample_rows(X, y, max_train.get(name), seed)
-        note = (f"trained on {len(Xm):,} of {len(train[0]):,} training images"
-                if len(Xm) < len(train[0]) else "")
+        note = f"trained on {len(Xm):,} of {len(X):,} training images" if len(Xm) < len(X) else ""
         say(f"{name}: training on {len(Xm):,} images")
         with threadpool_limits(threads):
             row = run_baseline(name, (Xm, ym), test, options.get(name), n_labelled=n_labelled,
@@ -288,5 +334,5 @@ def compare(dataset: Any = "mnist", methods: Sequence[str] | None = None, subsam
         rows.append(row_from_run(run_dir, ds_name, data_dir))
     for recipe in nets:
         say(f"{recipe}: training through visionnets.api")
-        rows.append(train_net(recipe, ds_name, data_dir, Path(out_dir), net_overrides))
+        rows.append(train_net(recipe, ds_name, data_dir, Path(out_dir), net_overrides, log=say))
     return rows

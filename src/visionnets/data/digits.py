@@ -20,7 +20,7 @@ import numpy as np
 import pydantic
 import torch
 
-from visionnets.data.base import Dataset, Split, carve_validation
+from visionnets.data.base import Dataset, Split, carve_validation, subsample_split
 from visionnets.data.catalog import DATASETS
 
 TEST_SEED = 0  # the test split never changes with the run's seed
@@ -37,15 +37,22 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
 
 @DATASETS.register("digits")
 def digits(roots: list[Path], val_fraction: float, seed: int,
-           test_fraction: Annotated[float, pydantic.Field(gt=0, lt=1)] = 0.2) -> Dataset:
-    """scikit-learn's 8x8 digits (1,797 images, bundled): (1, 8, 8) in [0, 1], 10 classes."""
+           test_fraction: Annotated[float, pydantic.Field(gt=0, lt=1)] = 0.2,
+           subsample: Annotated[int, pydantic.Field(ge=1)] | None = None) -> Dataset:
+    """scikit-learn's 8x8 digits (1,797 images, bundled): (1, 8, 8) in [0, 1], 10 classes.
+
+    ``subsample`` keeps that many training images (and at most as many test images), drawn
+    with the seed, as for MNIST and CIFAR-10.
+    """
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     y = torch.from_numpy(bunch.target.astype(np.int64))
     tr, te = stratified_split(bunch.target, test_fraction, TEST_SEED)
-    train, val = carve_validation(Split(x[tr], y[tr]), val_fraction, seed)
-    return Dataset("digits", train, val, Split(x[te], y[te]), (1, 8, 8), 10,
+    train = subsample_split(Split(x[tr], y[tr]), subsample, seed)
+    train, val = carve_validation(train, val_fraction, seed)
+    return Dataset("digits", train, val, subsample_split(Split(x[te], y[te]), subsample, seed + 1), (1, 8, 8), 10,
                    [str(i) for i in range(10)],
-                   info={"source": "sklearn.datasets.load_digits", "test_fraction": test_fraction})
+                   info={"source": "sklearn.datasets.load_digits", "test_fraction": test_fraction,
+                         "subsample": subsample})

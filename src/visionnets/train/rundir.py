@@ -145,6 +145,21 @@ class RunDir:
             raise CheckpointError(f"{path}: checkpoint not found (the run wrote none yet)")
         return path
 
+    def state(self) -> dict[str, Any] | None:
+        """The run state saved with ``checkpoints/last`` (None before the first checkpoint)."""
+        from visionnets.train.checkpoint import read_checkpoint
+
+        last = self.checkpoint("last")
+        return read_checkpoint(last)[1]["state"] if last.is_file() else None
+
+    def finished(self) -> bool:
+        """Whether the run has trained its plan to the end (or stopped early by its rule)."""
+        state, rec = self.state(), self.recipe()
+        if state is None or "batch" in state:
+            return False
+        patience = rec.train.early_stopping.patience
+        return state["epoch"] >= rec.train.epochs or (patience is not None and state.get("bad_epochs", 0) >= patience)
+
     # ------------------------------------------------------------------ contents
     def write_recipe(self, recipe: Recipe) -> None:
         atomic_write_text(self.recipe_file, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
