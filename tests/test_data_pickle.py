@@ -161,10 +161,16 @@ def test_cifar10_npz_and_format_option(tmp_path):
         np.savez_compressed(folder / name, x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
                             y=np.arange(n, dtype=np.int64) % 10, class_names=np.array(CLASS_NAMES))
     ds = load_dataset("cifar10", tmp_path, val_fraction=0.2)
-    assert ds.info["lossy"] is True and "JPEG" in ds.info["note"]
+    assert ds.info["lossy"] is True and "JPEG" in ds.info["note"]      # the old copy: no orig_index
     with np.load(folder / "test.npz") as z:
         want = torch.from_numpy(z["x"].astype(np.float32) / 255).permute(0, 3, 1, 2)
     assert torch.equal(ds.test.x, want) and ds.test.x.is_contiguous()
     make_cifar_pickles(folder / "cifar-10-batches-py")
     assert load_dataset("cifar10", tmp_path).info["lossy"] is False       # pickles preferred
     assert load_dataset("cifar10", tmp_path, format="npz").info["lossy"] is True
+    for name, n in (("train.npz", 10), ("test.npz", 5)):                  # the lossless copy
+        np.savez_compressed(folder / name, x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                            y=np.arange(n, dtype=np.int64) % 10, class_names=np.array(CLASS_NAMES),
+                            orig_index=np.arange(n))
+    lossless = load_dataset("cifar10", tmp_path, format="npz")
+    assert lossless.info["lossy"] is False and "note" not in lossless.info

@@ -66,18 +66,19 @@ def test_natural_real():
 
 def test_cifar10_real_test_split():
     root = need_data("cifar10")
-    x, y = read_npz(root / "cifar10" / "test.npz")
-    assert x.shape == (10000, 3, 32, 32) and np.bincount(y).tolist() == [1000] * 10
+    x, y, lossy = read_npz(root / "cifar10" / "test.npz")
+    assert x.shape == (10000, 3, 32, 32) and np.bincount(y).tolist() == [1000] * 10 and not lossy
     means = x.reshape(10000, 3, -1).mean(axis=(0, 2)) / 255
     assert means == pytest.approx([0.4941, 0.4851, 0.4504], abs=2e-4)    # README's numbers
 
 
 def test_data_check_real(capsys):
-    root = need_data("mnist", "faces", "natural")
+    root = need_data("mnist", "faces", "natural", "cifar10")
     assert run_cmd(["check", "mnist", "--data-dir", str(root)]) == 0
     assert run_cmd(["check", "faces", "--data-dir", str(root)]) == 0
+    assert run_cmd(["check", "cifar10", "--data-dir", str(root)]) == 0      # the lossless copy's sums
     out = capsys.readouterr().out
-    assert out.count(" ok ") == 5 and "0 mismatched" in out
+    assert out.count(" ok ") == 7 and "0 mismatched" in out
 
 
 def test_data_check_accepts_raw_mnist(tmp_path, capsys):
@@ -120,4 +121,4 @@ def test_cifar10_real_full_load():
     assert (len(ds.train), len(ds.val), len(ds.test)) == (45000, 5000, 10000)
     assert ds.train.x.shape[1:] == (3, 32, 32) and ds.train.x.dtype == torch.float32
     assert torch.bincount(torch.cat([ds.train.y, ds.val.y])).tolist() == [5000] * 10
-    assert ds.info["lossy"] is True and float(ds.train.x.max()) <= 1.0
+    assert ds.info["lossy"] is False and float(ds.train.x.max()) <= 1.0    # the lossless copy

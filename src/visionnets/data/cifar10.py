@@ -7,16 +7,17 @@ Two on-disk layouts are read:
   code (:mod:`visionnets.data.safe_pickle`); each batch is a dict with ``data`` uint8
   (10000, 3072) laid out R, G, B planes of 32x32 rows, and ``labels`` a list of ints;
 - ``train.npz`` / ``test.npz`` as in ``../shared/data/cifar10``: ``x`` uint8 (N, 32, 32, 3) HWC,
-  ``y`` int64, ``class_names``. That copy is decoded from JPEG (quality about 75): pixels
-  differ from the original by JPEG error and the order is sorted by class.
-  ``Dataset.info["lossy"]`` says which one was read.
+  ``y`` int64, ``class_names`` and ``orig_index`` (each image's place in the official order),
+  sorted by class. That copy is lossless (bit-exact pixels; its README gives the checks). An
+  earlier copy with the same keys but no ``orig_index`` was decoded from JPEG (quality about
+  75): it is still read, and ``Dataset.info["lossy"]`` is True for it.
 
 The pickles are preferred when a folder holds both. Images become float32 (N, 3, 32, 32)
 in [0, 1]::
 
     >>> ds = load_dataset("cifar10", "/path/to/data")   # doctest: +SKIP
     >>> ds.train.x.shape, ds.info["lossy"]                               # doctest: +SKIP
-    (torch.Size([45000, 3, 32, 32]), True)
+    (torch.Size([45000, 3, 32, 32]), False)
 """
 
 from __future__ import annotations
@@ -48,15 +49,15 @@ _BATCH_MD5 = {
     "test_batch": "40351d587109b95175f43aff81a1287e",
     "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
-# SHA-256 sums from ../shared/data/cifar10/README.md.
+# SHA-256 sums of the lossless copy, from ../shared/data/cifar10/README.md.
 _NPZ_SHA256 = {
-    "train.npz": "bec53c3581e19c01cf0a731b909ab6059d45a8beeb50e2f0b7a13a75f160f6a5",
-    "test.npz": "63e31b121ebef9ed1ff17d327037a7ec9809213a3ad2db145a2ea532377cf871",
+    "train.npz": "8a99b0a8b2ed25ba7169e415fe8216ab6143a099f078e58a92f0724cc46a1d64",
+    "test.npz": "9d6980e3cc5ac55effbd3104991909c7d47aa37e733a157642f5cbef01ca8153",
 }
 PICKLES = Layout("cifar-10-batches-py pickles", tuple(
     Need((KnownFile(n, d, "md5"),)) for n, d in _BATCH_MD5.items()), subdir="cifar-10-batches-py")
 PICKLES_HERE = Layout("cifar-10-batches-py pickles", PICKLES.needs)
-NPZ = Layout("npz (JPEG-decoded copy)", tuple(
+NPZ = Layout("npz", tuple(
     Need((KnownFile(n, d),)) for n, d in _NPZ_SHA256.items()))
 declare_files("cifar10", PICKLES, PICKLES_HERE, NPZ)
 
@@ -93,18 +94,19 @@ def _check_labels(labels: np.ndarray, n: int, path: Path, key: str) -> np.ndarra
     return labels
 
 
-def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One npz file of the shared layout: uint8 (N, 3, 32, 32) and int64 (N,), checked."""
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One npz file of the shared layout: uint8 (N, 3, 32, 32), int64 (N,), checked, and whether
+    it is the JPEG-decoded copy (no ``orig_index`` key)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             if "x" not in z.files or "y" not in z.files:
                 raise DataError(f"{path}: keys {z.files}; expected 'x' and 'y'")
-            x, y = z["x"], z["y"]
+            x, y, lossy = z["x"], z["y"], "orig_index" not in z.files
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: cannot read npz ({exc})") from None
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
         raise DataError(f"{path}: 'x' is {x.dtype} {x.shape}; expected uint8 (N, 32, 32, 3)")
-    return x.transpose(0, 3, 1, 2), _check_labels(y.astype(np.int64), len(x), path, "y")
+    return x.transpose(0, 3, 1, 2), _check_labels(y.astype(np.int64), len(x), path, "y"), lossy
 
 
 def _split(x: np.ndarray, y: np.ndarray) -> Split:
@@ -125,8 +127,8 @@ def cifar10(roots: list[Path], val_fraction: float, seed: int,
                "npz": (NPZ,)}[format]
     found = locate("cifar10", roots, layouts)
     if found.layout is NPZ:
-        train, test = (_split(*read_npz(p)) for p in found.paths)
-        lossy = True
+        (xtr, ytr, lossy_tr), (xte, yte, lossy_te) = (read_npz(p) for p in found.paths)
+        train, test, lossy = _split(xtr, ytr), _split(xte, yte), lossy_tr or lossy_te
     else:
         parts = [read_batch(p) for p in found.paths[:5]]
         train = _split(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
