@@ -54,3 +54,30 @@ def test_cli_ddp_run_then_eval_and_wrong_flags(tmp_path, capsys):
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     assert [r["executor"]["name"] for r in rows] == ["ddp", "local"] and rows[1]["wall_s"] > rows[0]["wall_s"]
+
+
+def test_a_local_run_stopped_inside_an_epoch_is_continued_by_ddp(tmp_path, monkeypatch):
+    """Mid-epoch checkpoints are the single process's: two DDP workers take the run up at the
+    saved batch and end where the uninterrupted run ends."""
+    from visionnets.train.trainer import Trainer
+
+    steps = TINY + ["train.checkpoint_every_steps=5"]
+    full = api.train("digits_convnet", steps, out=tmp_path / "full", progress=False, figures=False)
+    save = Trainer.save_progress
+
+    def save_then_stop(self, batches, *args):
+        save(self, batches, *args)
+        if self.step == 30:                      # epoch 2, batch 4 of 26
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_progress", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        api.train("digits_convnet", steps, out=tmp_path / "part", progress=False, figures=False)
+    monkeypatch.undo()
+    state = read_checkpoint(tmp_path / "part" / "checkpoints" / "last.safetensors")[1]["state"]
+    assert state["epoch"] == 1 and state["batch"] == 4
+    ddp = api.train(None, resume=tmp_path / "part", executor="ddp", workers=2, progress=False, figures=False)
+    a, b = _weights(full.run_dir), _weights(ddp.run_dir)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-5, msg=k)
+    assert ddp.history[-1]["train_loss"] == pytest.approx(full.history[-1]["train_loss"], abs=1e-5)
