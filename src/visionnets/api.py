@@ -24,11 +24,10 @@ from torch import nn
 import visionnets.distributed  # noqa: F401  (registers the ddp and downpour executors)
 from visionnets.data.base import Dataset
 from visionnets.device import resolve_device
-from visionnets.objectives import build_objective
 from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint
 from visionnets.train.rundir import RunDir
-from visionnets.train.setup import EXECUTORS, build_data, build_model_for, prepare
+from visionnets.train.setup import EXECUTORS, build_data, build_model_for, objective_for, prepare
 from visionnets.train.trainer import evaluate_model
 
 __all__ = ["Run", "RunResult", "evaluate", "load_run", "train"]
@@ -105,7 +104,7 @@ def load_run(run_dir: str | Path, data_dir: str | Path | None = None, which: str
     model = build_model_for(rec, dataset)
     load_checkpoint(weights, model)
     model.eval()
-    return Run(rd.path, rec.to_dict(), model, dataset, rd.read_metrics(), build_objective(rec.objective.model_dump()))
+    return Run(rd.path, rec.to_dict(), model, dataset, rd.read_metrics(), objective_for(rec, dataset))
 
 
 def evaluate(run: Run, split: str = "test", device: str = "auto") -> dict[str, Any]:

@@ -35,6 +35,7 @@ class DataSection(_Section):
     name: str = "digits"
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
     seed: int = 0
+    labels_per_class: PosInt | None = None   # keep that many training labels per class, the rest unlabeled
     transforms: list[Spec] = []
     augment: list[Spec] = []
     options: dict[str, Any] = {}

@@ -15,7 +15,8 @@ import os
 from typing import Any
 
 from visionnets.data.augment import AUGMENTS, Augment
-from visionnets.data.base import Dataset, Split, carve_validation, subsample_split, to_unit_float
+from visionnets.data.base import (UNLABELED, Dataset, Split, carve_validation, keep_labels, subsample_split,
+                                  to_unit_float)
 from visionnets.data.batch import Batch
 from visionnets.data.catalog import DATASETS
 from visionnets.data.files import KNOWN_FILES, locate, resolve_roots
@@ -32,20 +33,23 @@ DEFAULT_DATASET = "digits"
 __all__ = [
     "AUGMENTS", "Augment", "Batch", "Compose", "DATASETS", "DEFAULT_DATASET", "Dataset", "KNOWN_FILES",
     "Split", "TRANSFORMS", "build_augment", "build_transforms",
-    "carve_validation", "load_dataset", "load_natural_images", "locate", "resolve_roots",
+    "UNLABELED", "carve_validation", "keep_labels", "load_dataset", "load_natural_images", "locate", "resolve_roots",
     "subsample_split", "to_unit_float",
 ]
 
 
 def load_dataset(name: str = DEFAULT_DATASET, root: str | os.PathLike | None = None, *,
                  val_fraction: float = 0.1, seed: int = 0, transforms: Any = (),
-                 **options: Any) -> Dataset:
+                 labels_per_class: int | None = None, **options: Any) -> Dataset:
     """Load dataset ``name`` with train / val / test splits, transforms fitted on train.
 
     ``root``: a data root searched before ``$VISIONNETS_DATA`` and ``~/.cache/visionnets``.
     ``val_fraction``: the share of the training split held out for validation (seeded by
     ``seed``; 0 for none). ``transforms``: specs for :func:`build_transforms`; they are fitted
     on the training split only, applied to every split, and kept in ``Dataset.transform``.
+    ``labels_per_class``: keep that many labels per class in the training split (seeded) and
+    set the others to ``UNLABELED`` (-1): semi-supervised learning on the same images (a
+    validation split keeps its labels: use ``val_fraction=0`` for a strict protocol).
     ``options``: the dataset's own options (``data.options`` in a recipe), validated against
     its loader's signature: a wrong one is a ConfigError naming ``data.options.<key>``.
     """
@@ -60,6 +64,11 @@ def load_dataset(name: str = DEFAULT_DATASET, root: str | os.PathLike | None = N
     pipeline = build_transforms(transforms)   # fail on a bad spec before reading any file
     ds = DATASETS.build(name, options, where="data.options", roots=resolve_roots(root),
                         val_fraction=val_fraction, seed=seed)
+    if labels_per_class is not None:
+        if not ds.is_classification or ds.tasks:
+            raise ConfigError(f"data.labels_per_class: dataset {name!r} has no single class label per example")
+        ds.train = keep_labels(ds.train, labels_per_class, seed)
+        ds.info["labels_per_class"] = labels_per_class
     if pipeline is not None:
         pipeline.fit(ds.train.x)
         ds = ds.map(pipeline)

@@ -33,13 +33,12 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from visionnets.errors import ConfigError, TrainingError
-from visionnets.objectives import build_objective
 from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint
 from visionnets.train.loader import TensorLoader
 from visionnets.train.record import Tally, final_record
 from visionnets.train.rundir import RunDir
-from visionnets.train.setup import EXECUTORS, Setup, build_model_for
+from visionnets.train.setup import EXECUTORS, Setup, build_model_for, objective_for
 from visionnets.train.trainer import Trainer, tally_split, trainer_options
 
 BACKENDS = ("gloo", "nccl")
@@ -136,7 +135,7 @@ def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, 
         rec = Recipe.model_validate(recipe)
         model = build_model_for(rec, dataset)
         model.load_state_dict(weights)
-        trainer = DDPTrainer(model, build_objective(rec.objective.model_dump()), dataset, rank=rank,
+        trainer = DDPTrainer(model, objective_for(rec, dataset), dataset, rank=rank,
                              workers=workers, run_dir=RunDir(run_dir), started=started,
                              progress=progress and rank == 0, callbacks=callbacks if rank == 0 else (),
                              **{**trainer_options(rec), "device": device})

@@ -49,10 +49,9 @@ from visionnets.distributed.ps import PS_OPTIMIZERS, ParameterShard, staleness_s
 from visionnets.distributed.replica import Replica, batch_sizes, slot_indices, steps_per_epoch
 from visionnets.distributed.sharding import ShardLayout
 from visionnets.errors import CheckpointError, ConfigError, TrainingError, VisionnetsError
-from visionnets.objectives import build_objective
 from visionnets.train.checkpoint import read_checkpoint
 from visionnets.train.record import EarlyStopping, RunRecord, Tally, epoch_record, evaluation_record
-from visionnets.train.setup import EXECUTORS, Setup
+from visionnets.train.setup import EXECUTORS, Setup, objective_for
 from visionnets.train.trainer import tally_split
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ class Downpour:
         self.total = [t.epochs * nb for nb in self.nb]
         self.epoch_examples = sum(sum(s) for s in self.sizes)   # examples in one (global) epoch
         self.chunk = [n_push * max(1, math.ceil(nb / CHUNKS_PER_EPOCH / n_push)) for nb in self.nb]
-        self.objective = build_objective(rec.objective.model_dump())
+        self.objective = objective_for(rec, dataset)
         self.record = RunRecord(self.run_dir, EarlyStopping.from_spec(t.early_stopping, dataset.is_classification),
                                 progress=progress, callbacks=callbacks)
         self.epoch = 0
@@ -150,9 +149,10 @@ class Downpour:
 
     def _new_replica(self, r: int):
         ds = self.dataset
-        return self._Replica.remote(r, self.rec.to_dict(), self._train_ref, ds.input_shape, ds.num_classes,
-                                    self.R, self.layout.to_dict(), self.shards, self.n_fetch, self.n_push,
-                                    self.threads)
+        about = {"input_shape": ds.input_shape, "num_classes": ds.num_classes, "tasks": ds.tasks,
+                 "modalities": ds.modalities}
+        return self._Replica.remote(r, self.rec.to_dict(), self._train_ref, about, self.R, self.layout.to_dict(),
+                                    self.shards, self.n_fetch, self.n_push, self.threads)
 
     def _alive(self, handle) -> bool:
         try:
@@ -278,8 +278,7 @@ class Downpour:
             if self.setup.resume:
                 ledgers = self._ledgers()
                 self.position = [min(led.get(r, 0) for led in ledgers) for r in range(self.R)]
-            x, y = self.dataset.train.x, self.dataset.train.y
-            self._train_ref = ray.put((x.numpy(), y.numpy()))
+            self._train_ref = ray.put({k: v.numpy() for k, v in self.dataset.train.fields().items()})
             self.replicas = [self._new_replica(r) for r in range(self.R)]
             self._loop()
         finally:

@@ -31,12 +31,11 @@ from torch import nn
 from visionnets.data.base import Dataset, Split
 from visionnets.data.specs import build_augment
 from visionnets.distributed.sharding import ShardLayout
-from visionnets.objectives import build_objective
 from visionnets.recipes import Recipe
 from visionnets.train.loader import TensorLoader
 from visionnets.train.record import Tally
 from visionnets.train.seeds import replica_data_seed
-from visionnets.train.setup import build_model_for
+from visionnets.train.setup import build_model_for, objective_for
 from visionnets.train.step import train_step
 
 MAX_PENDING_PUSHES = 4  # per shard: how far a replica may run ahead of its unanswered pushes
@@ -66,21 +65,24 @@ def flat_grad(params: list[nn.Parameter]) -> torch.Tensor:
 class Replica:
     """One model replica; wrapped in ``ray.remote`` by the driver (plain Python in-process)."""
 
-    def __init__(self, slot: int, recipe: dict, train: tuple[np.ndarray, np.ndarray],
-                 input_shape: tuple[int, ...], num_classes: int | None, replicas: int,
-                 layout: dict, shards: list, n_fetch: int, n_push: int, threads: int = 1):
+    def __init__(self, slot: int, recipe: dict, train: dict[str, np.ndarray], about: dict,
+                 replicas: int, layout: dict, shards: list, n_fetch: int, n_push: int, threads: int = 1):
+        """``train``: the training split's fields as arrays; ``about``: what the model and the
+        objective are told of the dataset (input_shape, num_classes, tasks, modalities)."""
         torch.set_num_threads(max(1, threads))
         self.slot, self.rec = slot, Recipe.model_validate(recipe)
-        x, y = train
-        idx = slot_indices(len(x), slot, replicas)
-        split = Split(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(np.ascontiguousarray(y[idx])))
+        idx = slot_indices(len(train["x"]), slot, replicas)
+        mine = {k: torch.from_numpy(np.ascontiguousarray(v[idx])) for k, v in train.items()}
+        split = Split(mine.pop("x"), mine.pop("y"), mine)
         t = self.rec.train
         self.loader = TensorLoader(split, t.batch_size, shuffle=True, seed=replica_data_seed(self.rec.seed, slot))
         self.nb = steps_per_epoch(len(split), t.batch_size, replicas, t.max_steps_per_epoch)
-        self.model = build_model_for(self.rec, Dataset("replica", split, None, split, tuple(input_shape), num_classes))
+        dataset = Dataset("replica", split, None, split, tuple(about["input_shape"]), about["num_classes"],
+                          tasks=about["tasks"], modalities=about["modalities"])
+        self.model = build_model_for(self.rec, dataset)
         self.model.train()
         self.params = list(self.model.parameters())
-        self.objective = build_objective(self.rec.objective.model_dump())
+        self.objective = objective_for(self.rec, dataset)
         self.augment = build_augment(self.rec.data.augment)
         self.layout = ShardLayout(layout["total"], tuple(tuple(tuple(r) for r in p) for p in layout["pieces"]))
         self.n_fetch, self.n_push, self.grad_clip = n_fetch, n_push, t.grad_clip

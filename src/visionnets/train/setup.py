@@ -34,7 +34,8 @@ from visionnets.data.base import Dataset
 from visionnets.data.files import ENV_VAR
 from visionnets.device import resolve_device
 from visionnets.errors import CheckpointError, ConfigError
-from visionnets.models import build_model
+from visionnets.models import MODELS, build_model
+from visionnets.objectives import build_objective
 from visionnets.recipes import Recipe, load_recipe, validate
 from visionnets.registry import Registry
 from visionnets.train.rundir import RunDir
@@ -48,17 +49,28 @@ def build_data(recipe: Recipe, data_dir: str | Path | None = None) -> Dataset:
     """The recipe's dataset, with its transforms fitted on the training split."""
     d = recipe.data
     return load_dataset(d.name, data_dir, val_fraction=d.val_fraction, seed=d.seed,
-                        transforms=d.transforms, **d.options)
+                        transforms=d.transforms, labels_per_class=d.labels_per_class, **d.options)
+
+
+def objective_for(recipe: Recipe, dataset: Dataset):
+    """The recipe's objective, checked against ``dataset``."""
+    return build_objective(recipe.objective.model_dump(), dataset)
 
 
 def build_model_for(recipe: Recipe, dataset: Dataset) -> nn.Module:
-    """The recipe's model, shaped for ``dataset`` (its initial weights seeded by the recipe's seed)."""
+    """The recipe's model, shaped for ``dataset`` (its initial weights seeded by the recipe's seed),
+    with what the objective trains beside it (``attach``: decoders)."""
     torch.manual_seed(recipe.seed)
-    if dataset.is_classification:
-        n_out = dataset.num_classes
-    else:
-        n_out = dataset.train.y.shape[1] if dataset.train.y.ndim == 2 else 1
-    return build_model(recipe.model, dataset.input_shape, n_out)
+    extra = {}
+    if dataset.modalities:
+        name = recipe.model.get("name")
+        if name in MODELS and "modalities" not in inspect.signature(MODELS.get(name)).parameters:
+            raise ConfigError(f"model.name: {name!r} takes one input, but dataset {dataset.name!r} has the inputs "
+                              f"{', '.join(dataset.modalities)}; use a model for several inputs (bimodal)")
+        extra["modalities"] = dict(dataset.modalities)
+    model = build_model(recipe.model, dataset.input_shape, dataset.num_outputs, **extra)
+    objective = objective_for(recipe, dataset)
+    return objective.attach(model, dataset) if hasattr(objective, "attach") else model
 
 
 @dataclass

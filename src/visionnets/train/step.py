@@ -48,6 +48,8 @@ def train_step(module: nn.Module, objective: Callable, batch: Batch, *, seed: in
     inputs; ``grad_clip`` caps the gradients' global norm; ``where`` (a string, or a function
     making one) says where a non-finite loss happened.
     """
+    if hasattr(objective, "at_step"):
+        objective.at_step(step)                                     # weight schedules
     augment_seed, forward_seed = step_seeds(seed, stream, step)
     if augment is not None:
         batch = batch.replace(x=augment(batch["x"], torch.Generator().manual_seed(augment_seed)))

@@ -34,14 +34,14 @@ from visionnets.data.batch import Batch
 from visionnets.data.specs import build_augment
 from visionnets.device import resolve_device
 from visionnets.errors import CheckpointError
-from visionnets.objectives import Output, build_objective
+from visionnets.objectives import Output
 from visionnets.recipes import EarlyStoppingSection, OptimizerSection, Recipe, ScheduleSection
 from visionnets.train.checkpoint import load_checkpoint
 from visionnets.train.loader import TensorLoader
 from visionnets.train.optim import build_optimizer, lr_factor, set_lr
 from visionnets.train.record import EarlyStopping, RunRecord, Tally, epoch_record, evaluation_record
 from visionnets.train.rundir import RunDir
-from visionnets.train.setup import EXECUTORS, Setup
+from visionnets.train.setup import EXECUTORS, Setup, objective_for
 from visionnets.train.step import train_step
 
 
@@ -261,7 +261,7 @@ class Trainer:
 def fit_local(setup: Setup, *, progress: bool = True, callbacks: tuple = ()) -> tuple[dict, list]:
     """The ``local`` executor: one process, the :class:`Trainer`."""
     rec = setup.recipe
-    trainer = Trainer(setup.model, build_objective(rec.objective.model_dump()), setup.dataset,
+    trainer = Trainer(setup.model, objective_for(rec, setup.dataset), setup.dataset,
                       run_dir=setup.run_dir, progress=progress, callbacks=callbacks, started=setup.started,
                       **trainer_options(rec))
     setup.run_dir.write_executor("local", {})
