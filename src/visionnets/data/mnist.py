@@ -82,14 +82,19 @@ def mnist(roots: list[Path], val_fraction: float, seed: int,
     ``subsample`` keeps that many training images (and at most as many test images), drawn
     with ``seed``, for quick runs.
     """
-    found = locate("mnist", roots)
-    p = dict(zip(_SUMS, found.paths))
-    train = _to_split(*read_mnist_pair(p["train-images-idx3-ubyte"], p["train-labels-idx1-ubyte"]))
-    test = _to_split(*read_mnist_pair(p["t10k-images-idx3-ubyte"], p["t10k-labels-idx1-ubyte"]))
+    train, test, info = read_mnist(roots)
     train = subsample_split(train, subsample, seed)
     test = subsample_split(test, subsample, seed + 1)
     train, val = carve_validation(train, val_fraction, seed)
     train, test = to_unit_float(train), to_unit_float(test)
     val = None if val is None else to_unit_float(val)
-    return Dataset("mnist", train, val, test, (1, 28, 28), 10, CLASS_NAMES,
-                   info={"files": [str(x) for x in found.paths], "subsample": subsample})
+    return Dataset("mnist", train, val, test, (1, 28, 28), 10, CLASS_NAMES, info={**info, "subsample": subsample})
+
+
+def read_mnist(roots: list[Path]) -> tuple[Split, Split, dict]:
+    """The MNIST files under ``roots`` as uint8 splits (N, 1, 28, 28) with int64 labels, and the files read."""
+    found = locate("mnist", roots)
+    p = dict(zip(_SUMS, found.paths))
+    train = _to_split(*read_mnist_pair(p["train-images-idx3-ubyte"], p["train-labels-idx1-ubyte"]))
+    test = _to_split(*read_mnist_pair(p["t10k-images-idx3-ubyte"], p["t10k-labels-idx1-ubyte"]))
+    return train, test, {"files": [str(x) for x in found.paths]}

@@ -67,3 +67,37 @@ def plot_curves(history: list[dict], path: str | os.PathLike, title: str | None 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def task_names(history: list[dict]) -> list[str]:
+    """The tasks a multi-task run recorded (``train_error_<task>`` keys), in order."""
+    names: list[str] = []
+    for rec in history:
+        for key in rec:
+            if key.startswith("train_error_") and key[12:] not in names:
+                names.append(key[12:])
+    return names
+
+
+def plot_task_curves(history: list[dict], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Error per epoch of each task of a multi-task run, one panel per task (train, val, test)."""
+    tasks = task_names(history)
+    if not tasks:
+        raise DataError("no per-task errors to plot: the history has no train_error_<task> keys")
+    fig = new_figure(3.6 * len(tasks) + 0.6, 3.4)
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(1, len(tasks), i + 1)
+        for split in SPLITS:
+            xs, ys = series(history, f"{split}_error_{task}")
+            if ys:
+                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=split)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("error")
+        ax.set_title(f"task {task}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

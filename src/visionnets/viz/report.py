@@ -39,7 +39,7 @@ from torch import nn
 from visionnets.data.base import Dataset
 from visionnets.viz.confusion import confusion_matrix, plot_confusion, predict
 from visionnets.train.rundir import RunDir
-from visionnets.viz.curves import plot_curves, series
+from visionnets.viz.curves import plot_curves, plot_task_curves, series, task_names
 from visionnets.viz.filters import first_spatial_layer, plot_filters
 from visionnets.viz.fit import is_1d_regression, plot_fit
 from visionnets.viz.grid import atomic_write_bytes, square_shape
@@ -48,6 +48,7 @@ from visionnets.viz.worst import plot_worst, worst_examples
 # The standard figures, in the order the page shows them.
 FIGURES = {
     "curves.png": "Learning curves",
+    "task_curves.png": "Error of each task",
     "fit.png": "Prediction against truth",
     "filters.png": "First-layer filters",
     "confusion.png": "Confusion matrix (test)",
@@ -74,6 +75,8 @@ def write_figures(run_dir: str | os.PathLike, model: nn.Module, dataset: Dataset
         plot_curves(history, figs / "curves.png")
     else:
         notes.append("no learning curves: the history holds no loss values")
+    if task_names(history):
+        plot_task_curves(history, figs / "task_curves.png")
     found = first_spatial_layer(model, dataset.input_shape)
     if found is not None:
         name, layer = found

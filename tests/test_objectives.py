@@ -1,0 +1,97 @@
+"""The Extensions objectives: multi-task, semi-supervised and multi-modal learning in the one loop."""
+
+import json
+
+import pytest
+import torch
+
+from visionnets import api
+from visionnets.cli import main
+from visionnets.data.base import Dataset, Split
+from visionnets.data.batch import Batch
+from visionnets.errors import ConfigError
+from visionnets.objectives import build_objective
+from test_data_idx import make_mnist
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    monkeypatch.delenv("VISIONNETS_DATA", raising=False)
+    make_mnist(tmp_path / "data" / "mnist", n_train=80, n_test=40)
+    return tmp_path / "data"
+
+
+def _two_task_dataset():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 4, generator=g)
+    y = torch.stack([torch.arange(12) % 3, torch.tensor([0, 1, -1, 1, 0, -1, 1, 1, 0, 0, -1, 1])], 1)
+    split = Split(x, y)
+    return Dataset("two", split, None, split, (4,), 3, tasks={"a": 3, "b": 2})
+
+
+# --------------------------------------------------------------------------- multi-task
+
+def test_multi_task_loss_is_the_weighted_sum_of_the_tasks_losses():
+    ds = _two_task_dataset()
+    obj = build_objective({"name": "multi_task", "options": {"tasks": {"a": {"weight": 0.3},
+                                                                        "b": {"weight": 2.0, "loss": "hinge"}}}}, ds)
+    net = torch.nn.Linear(4, 5)
+    batch = Batch(ds.train.fields())
+    out = obj(net, batch)
+    scores = net(batch["x"])
+    y = batch["y"]
+    ce = torch.nn.functional.cross_entropy(scores[:, :3], y[:, 0])
+    labeled = y[:, 1] >= 0
+    from visionnets.nn.losses import hinge_loss
+
+    hinge = hinge_loss(scores[labeled, 3:], y[labeled, 1])
+    assert out.loss.item() == pytest.approx(0.3 * ce.item() + 2.0 * hinge.item(), rel=1e-6)
+    wrong_b, n_b = out.metrics["error_b"]
+    assert n_b == int(labeled.sum()) == 9                                  # the unlabeled are skipped
+    assert int(wrong_b) == int((scores[labeled, 3:].argmax(1) != y[labeled, 1]).sum())
+    assert out.metrics["error"][1] == 12 + 9
+    # a task left out of the objective is not trained: its head gets no gradient
+    only_a = build_objective({"name": "multi_task", "options": {"tasks": {"a": {}}}}, ds)
+    net.zero_grad()
+    only_a(net, batch).loss.backward()
+    assert net.weight.grad[3:].abs().sum() == 0 and net.weight.grad[:3].abs().sum() > 0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"tasks": {"lefft": {}}}, "objective.options.tasks.lefft: unknown task (did you mean 'left'?); "
+                               "dataset 'multimnist' has the tasks: left, right"),
+    ({"tasks": {"left": {"weight": -1}}}, "objective.tasks.left.weight: Input should be greater than or equal to 0"),
+    ({"tasks": {"left": {"loss": "hinj"}}}, "objective.options.tasks.left.loss: unknown loss 'hinj'"),
+])
+def test_bad_multi_task_recipes_are_one_line_errors(fake_mnist, tmp_path, capsys, options, message):
+    args = ["train", "multimnist_multitask", "--data-dir", str(fake_mnist), "--out", str(tmp_path / "run"),
+            "--set", f"objective.options={json.dumps(options)}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_multi_task_needs_a_multi_task_dataset(capsys):
+    assert main(["train", "digits_convnet", "--set", "objective.name=multi_task"]) == 2
+    assert "multi_task needs a dataset with several tasks; 'digits' has one label per example" in capsys.readouterr().err
+
+
+TINY_MM = ["model.stages=[{channels: 4, kernel: 5, padding: same}]", "model.hidden=[16]", "model.dropout=0",
+           "train.epochs=1", "train.batch_size=16", "data.val_fraction=0.2", "threads=1"]
+
+
+@pytest.mark.parametrize("executor, options", [("local", {}), ("ddp", {"workers": 2}), ("downpour", {"replicas": 2})])
+def test_multi_task_trains_under_every_executor(fake_mnist, tmp_path, executor, options, request, capsys):
+    if executor == "downpour":
+        request.getfixturevalue("ray_session")
+    r = api.train("multimnist_multitask", TINY_MM, data_dir=fake_mnist, out=tmp_path / "run", executor=executor,
+                  progress=False, **options)
+    rec = r.history[-1]
+    for split in ("train", "val", "test"):
+        for key in ("error_left", "error_right", "loss_left", "loss_right"):
+            assert 0 <= rec[f"{split}_{key}"] < 10, (split, key)
+    assert (r.run_dir / "figures" / "task_curves.png").is_file()
+    assert main(["eval", str(r.run_dir), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["error_left"] == pytest.approx(rec["test_error_left"], abs=1e-6)
