@@ -9,7 +9,6 @@ from visionnets import api
 from visionnets.cli import main
 from visionnets.data.base import Dataset, Split
 from visionnets.data.batch import Batch
-from visionnets.errors import ConfigError
 from visionnets.objectives import build_objective
 from test_data_idx import make_mnist
 
