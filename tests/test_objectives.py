@@ -94,3 +94,103 @@ def test_multi_task_trains_under_every_executor(fake_mnist, tmp_path, executor, 
     assert main(["eval", str(r.run_dir), "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert evaluated["error_left"] == pytest.approx(rec["test_error_left"], abs=1e-6)
+
+
+# --------------------------------------------------------------------------- semi-supervised
+
+def _toy_semisup(n=12):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 1, 4, 4, generator=g)
+    y = torch.full((n,), -1)
+    y[:4] = torch.tensor([0, 1, 2, 1])
+    return Dataset("toy", Split(x, y), None, Split(x, torch.arange(n) % 3), (1, 4, 4), 3)
+
+
+def _mlp():
+    from visionnets.models import build_model
+
+    torch.manual_seed(0)
+    return build_model({"name": "mlp", "hidden": [8, 6]}, (1, 4, 4), 3)
+
+
+@pytest.mark.parametrize("mode", ["reconstruction", "denoising", "ladder"])
+def test_semi_supervised_loss_is_supervised_plus_weighted_unsupervised(mode):
+    ds = _toy_semisup()
+    obj = build_objective({"name": "semi_supervised", "options": {"unsupervised": mode, "weight": 0.7}}, ds)
+    net = obj.attach(_mlp(), ds)
+    batch = Batch(ds.train.fields())
+    torch.manual_seed(3)
+    out = obj(net, batch)
+    torch.manual_seed(3)
+    scores, cost = net(batch["x"], unsupervised=True)
+    sup = torch.nn.functional.cross_entropy(scores[:4], batch["y"][:4])
+    assert out.loss.item() == pytest.approx(sup.item() + 0.7 * cost.item(), rel=1e-6)
+    assert out.metrics["error"][1] == 4 and out.metrics["loss_unsupervised"][1] == 12
+    # the classifier alone predicts; the decoders are trained beside it and checkpointed with it
+    assert net(batch["x"]).shape == (12, 3)
+    assert any(k.startswith(("decoder", "combinators", "up")) for k in net.state_dict())
+
+
+def test_a_step_with_no_labeled_example_trains_on_the_unsupervised_cost_alone():
+    ds = _toy_semisup()
+    obj = build_objective({"name": "semi_supervised", "options": {"unsupervised": "denoising"}}, ds)
+    net = obj.attach(_mlp(), ds)
+    batch = Batch(x=ds.train.x[4:], y=ds.train.y[4:])            # every label unknown
+    out = obj(net, batch)
+    out.loss.backward()
+    assert out.metrics["error"] == (0, 0) or out.metrics["error"][1] == 0
+    assert out.loss.item() == pytest.approx(out.metrics["loss_unsupervised"][0].item() / 8, rel=1e-6)
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert net.base[-1].weight.grad.abs().sum() == 0                # no label: no gradient to the classifier
+
+
+def test_the_unsupervised_weight_ramps_up():
+    obj = build_objective({"name": "semi_supervised", "options": {"weight": 2.0, "rampup_steps": 100}})
+    weights = []
+    for step in (0, 50, 99, 100, 500):
+        obj.at_step(step)
+        weights.append(obj.current_weight())
+    assert weights[0] == pytest.approx(2.0 * 2.718281828 ** -5) and weights[0] < weights[1] < weights[2] < 2.0
+    assert weights[3:] == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("objective.options={unsupervised: ladder}", "ladder needs a fully connected model (mlp); this one has Conv2d"),
+    ("objective.options={weight: -1}", "objective.weight: Input should be greater than or equal to 0"),
+    ("objective.options={unsupervised: pca}", "objective.unsupervised: Input should be 'reconstruction', 'denoising' or 'ladder'"),
+])
+def test_bad_semi_supervised_recipes_are_one_line_errors(override, message, tmp_path, capsys):
+    assert main(["train", "digits_convnet", "--set", "objective.name=semi_supervised", "--set", override,
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_labeled_examples_added_to_every_batch_are_the_same_in_every_executor():
+    from visionnets.train.loader import TensorLoader
+
+    ds = _toy_semisup(40)
+    one = [b["y"] for b in TensorLoader(ds.train, 8, shuffle=True, seed=1, labeled_per_batch=3)]
+    assert [len(y) for y in one] == [11] * 5 and all((y[-3:] >= 0).all() for y in one)
+    parts = [TensorLoader(ds.train, 8, shuffle=True, seed=1, labeled_per_batch=3, rank=r, workers=2) for r in range(2)]
+    for i, (a, b) in enumerate(zip(*parts)):
+        assert torch.equal(torch.cat([a["y"], b["y"]]), one[i])
+
+
+SEMI = ["model.hidden=[16]", "train.epochs=1", "train.batch_size=16", "train.labeled_per_batch=4",
+        "data.val_fraction=0", "data.labels_per_class=2", "threads=1",
+        "objective.options={unsupervised: ladder, rampup_steps: 5}"]
+
+
+@pytest.mark.parametrize("executor, options", [("local", {}), ("ddp", {"workers": 2}), ("downpour", {"replicas": 2})])
+def test_semi_supervised_trains_under_every_executor(fake_mnist, tmp_path, executor, options, request):
+    if executor == "downpour":
+        request.getfixturevalue("ray_session")
+    r = api.train("mnist_semisup100", SEMI, data_dir=fake_mnist, out=tmp_path / "run", executor=executor,
+                  progress=False, **options)
+    rec = r.history[-1]
+    assert rec["train_loss_unsupervised"] > 0 and 0 <= rec["test_error"] <= 1
+    assert sum((r.dataset.train.y >= 0).tolist()) == 20                 # 2 labels per class kept
+    assert api.evaluate(api.load_run(r.run_dir), "test")["error"] == pytest.approx(rec["test_error"], abs=1e-9)

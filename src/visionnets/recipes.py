@@ -83,6 +83,7 @@ class TrainSection(_Section):
     max_steps_per_epoch: PosInt | None = None
     eval_test_each_epoch: bool = True
     checkpoint_every_steps: PosInt | None = None   # also checkpoint inside an epoch, every this many steps
+    labeled_per_batch: PosInt | None = None        # add this many labeled examples to every batch
 
 
 class PretrainSection(_Section):

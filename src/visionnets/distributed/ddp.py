@@ -70,7 +70,8 @@ class DDPTrainer(Trainer):
         super().__init__(model, objective, dataset, writer=rank == 0, **kwargs)
         self.rank, self.workers, self.stream = rank, workers, rank
         self.train_loader = TensorLoader(dataset.train, self.batch_size, shuffle=True, seed=self.seed,
-                                         device=self.device, rank=rank, workers=workers)
+                                         device=self.device, rank=rank, workers=workers,
+                                         labeled_per_batch=self.labeled_per_batch)
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.ddp = self.step_module = DistributedDataParallel(self.model, device_ids=ids)
         self.weight = _Weight()

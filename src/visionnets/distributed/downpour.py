@@ -98,7 +98,8 @@ class Downpour:
         if min(self.slot_n) == 0:
             raise ConfigError(f"downpour: {replicas} replicas for {n} training examples; use fewer replicas")
         self.nb = [steps_per_epoch(m, t.batch_size, replicas, t.max_steps_per_epoch) for m in self.slot_n]
-        self.sizes = [batch_sizes(m, t.batch_size, nb) for m, nb in zip(self.slot_n, self.nb)]
+        extra = t.labeled_per_batch or 0         # labeled examples added to every batch
+        self.sizes = [[s + extra for s in batch_sizes(m, t.batch_size, nb)] for m, nb in zip(self.slot_n, self.nb)]
         self.total = [t.epochs * nb for nb in self.nb]
         self.epoch_examples = sum(sum(s) for s in self.sizes)   # examples in one (global) epoch
         self.chunk = [n_push * max(1, math.ceil(nb / CHUNKS_PER_EPOCH / n_push)) for nb in self.nb]

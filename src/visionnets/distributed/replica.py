@@ -75,7 +75,8 @@ class Replica:
         mine = {k: torch.from_numpy(np.ascontiguousarray(v[idx])) for k, v in train.items()}
         split = Split(mine.pop("x"), mine.pop("y"), mine)
         t = self.rec.train
-        self.loader = TensorLoader(split, t.batch_size, shuffle=True, seed=replica_data_seed(self.rec.seed, slot))
+        self.loader = TensorLoader(split, t.batch_size, shuffle=True, seed=replica_data_seed(self.rec.seed, slot),
+                                   labeled_per_batch=t.labeled_per_batch)
         self.nb = steps_per_epoch(len(split), t.batch_size, replicas, t.max_steps_per_epoch)
         dataset = Dataset("replica", split, None, split, tuple(about["input_shape"]), about["num_classes"],
                           tasks=about["tasks"], modalities=about["modalities"])

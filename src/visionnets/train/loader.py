@@ -9,7 +9,9 @@ With ``workers=W`` and ``rank=r`` (synchronous data parallel) each batch ``order
 of the single-process order is cut into W parts whose sizes differ by at most one
 (:func:`part_bounds`), and this loader yields part r; ``batch_examples`` is the size of the
 whole batch last yielded (for the gradient weights). A batch with fewer examples than workers
-is skipped by every worker.
+is skipped by every worker. ``labeled_per_batch=k`` adds to every batch k labeled examples
+(``y >= 0``) drawn with replacement (seeded by epoch and batch): semi-supervised learning with a
+few labels among many unlabeled images.
 
     >>> import torch
     >>> from visionnets.data.base import Split
@@ -30,7 +32,7 @@ import torch
 from visionnets.data.base import Split
 from visionnets.data.batch import Batch
 from visionnets.errors import DataError
-from visionnets.train.seeds import shuffle_seed
+from visionnets.train.seeds import labeled_draw_seed, shuffle_seed
 
 
 def part_bounds(n: int, workers: int, rank: int) -> tuple[int, int]:
@@ -49,7 +51,7 @@ class TensorLoader:
 
     def __init__(self, split: Split, batch_size: int, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, device: torch.device | str | None = None,
-                 rank: int = 0, workers: int = 1):
+                 rank: int = 0, workers: int = 1, labeled_per_batch: int | None = None):
         if batch_size < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < workers:
@@ -59,11 +61,18 @@ class TensorLoader:
         self.fields = {k: v if device is None else v.to(device) for k, v in split.fields().items()}
         n = len(split)
         self.n = n
+        self.extra = 0
+        if labeled_per_batch:
+            y = split.y
+            self.labeled = (y >= 0).nonzero()[:, 0] if y.ndim == 1 and not y.is_floating_point() else y[:0].long()
+            if len(self.labeled) == 0:
+                raise DataError("train.labeled_per_batch: the training split has no labeled example")
+            self.labeled, self.extra = self.labeled.to(next(iter(self.fields.values())).device), labeled_per_batch
         sizes = [min(batch_size, n - i * batch_size) for i in range(math.ceil(n / batch_size))]
         if drop_last and sizes and sizes[-1] < batch_size:
             sizes.pop()
-        self.starts = [i * batch_size for i, s in enumerate(sizes) if s >= workers]
-        self.sizes = [s for s in sizes if s >= workers]
+        self.starts = [i * batch_size for i, s in enumerate(sizes) if s + self.extra >= workers]
+        self.sizes = [s + self.extra for s in sizes if s + self.extra >= workers]
         self._order_epoch, self._order = None, None
 
     def set_epoch(self, epoch: int) -> None:
@@ -92,9 +101,15 @@ class TensorLoader:
         lo, hi = part_bounds(size, self.workers, self.rank)
         self.batch_examples = size
         order = self.order(epoch)
-        if order is None:
+        if order is None and not self.extra:
             return Batch({k: v[start + lo:start + hi] for k, v in self.fields.items()})
-        idx = order[start + lo:start + hi]
+        base = size - self.extra
+        idx = order[start:start + base] if order is not None else torch.arange(start, start + base)
+        if self.extra:             # the labeled examples added to this batch, drawn with replacement
+            g = torch.Generator().manual_seed(labeled_draw_seed(self.seed, epoch, i))
+            drawn = torch.randint(len(self.labeled), (self.extra,), generator=g).to(self.labeled.device)
+            idx = torch.cat([idx.to(self.labeled.device), self.labeled[drawn]])
+        idx = idx[lo:hi]
         return Batch({k: v[idx] for k, v in self.fields.items()})
 
     def iterate(self, epoch: int, start: int = 0) -> Iterator[Batch]:

@@ -6,6 +6,8 @@ A run has one recipe ``seed``. From it:
   of the split; DDP workers share it and each takes its part of every batch);
 - the data of Downpour replica ``slot``: its own examples, shuffled with ``replica_data_seed``
   (slot 0 of one replica shuffles exactly as a single process does);
+- the labeled examples added to batch ``i`` of epoch ``e`` (``train.labeled_per_batch``):
+  ``labeled_draw_seed(seed, e, i)``;
 - the random numbers of one step: ``step_seeds(seed, stream, step)`` gives the seed of the
   data augmentation and the seed of everything else drawn in the forward pass (dropout).
   ``stream`` is 0 for one process, the rank of a DDP worker, or the slot of a Downpour
@@ -32,6 +34,11 @@ def shuffle_seed(seed: int, epoch: int) -> int:
 def replica_data_seed(seed: int, slot: int) -> int:
     """The shuffle seed of Downpour replica ``slot``'s own examples (slot 0: the run's seed)."""
     return seed + slot
+
+
+def labeled_draw_seed(seed: int, epoch: int, batch: int) -> int:
+    """Seed of the labeled examples drawn into batch ``batch`` of ``epoch``."""
+    return ((seed * _P + epoch) * _P + batch) * 2 % _MASK + 1
 
 
 def step_seeds(seed: int, stream: int, step: int) -> tuple[int, int]:

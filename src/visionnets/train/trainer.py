@@ -77,7 +77,8 @@ def trainer_options(rec: Recipe) -> dict[str, Any]:
                 optimizer=t.optimizer, schedule=t.schedule, early_stopping=t.early_stopping,
                 grad_clip=t.grad_clip, augment=build_augment(rec.data.augment), seed=rec.seed,
                 device=rec.device, max_steps_per_epoch=t.max_steps_per_epoch,
-                eval_test_each_epoch=t.eval_test_each_epoch, checkpoint_every_steps=t.checkpoint_every_steps)
+                eval_test_each_epoch=t.eval_test_each_epoch, checkpoint_every_steps=t.checkpoint_every_steps,
+                labeled_per_batch=t.labeled_per_batch)
 
 
 class Trainer:
@@ -88,7 +89,8 @@ class Trainer:
     resume) but write nothing to it (DDP workers other than rank 0). ``checkpoint_every_steps``:
     also write ``checkpoints/last`` inside an epoch every this many steps (with the position in
     the epoch and its partial sums), so a run killed at any moment loses at most that many steps
-    and, resumed, ends bit-identical to one never interrupted.
+    and, resumed, ends bit-identical to one never interrupted. ``labeled_per_batch``: add that
+    many labeled examples to every training batch (semi-supervised learning).
     """
 
     def __init__(self, model: nn.Module, objective: Callable, dataset: Dataset, *,
@@ -99,7 +101,7 @@ class Trainer:
                  run_dir: str | Path | RunDir | None = None, progress: bool = True,
                  max_steps_per_epoch: int | None = None, eval_test_each_epoch: bool = True,
                  callbacks: tuple[Callable, ...] = (), started: float | None = None, writer: bool = True,
-                 checkpoint_every_steps: int | None = None):
+                 checkpoint_every_steps: int | None = None, labeled_per_batch: int | None = None):
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.objective, self.dataset = objective, dataset
@@ -121,7 +123,9 @@ class Trainer:
         self.stream = 0                        # the seed stream of this process (a DDP worker's rank)
         self.step_module = self.model          # what the objective calls in training (DDP: its wrapper)
         self.params = list(self.model.parameters())
-        self.train_loader = TensorLoader(dataset.train, batch_size, shuffle=True, seed=seed, device=self.device)
+        self.labeled_per_batch = labeled_per_batch
+        self.train_loader = TensorLoader(dataset.train, batch_size, shuffle=True, seed=seed, device=self.device,
+                                         labeled_per_batch=labeled_per_batch)
 
     @property
     def history(self) -> list[dict[str, Any]]:

@@ -1,0 +1,136 @@
+"""A classifier with decoders beside it, for semi-supervised learning (built by the
+``semi_supervised`` objective around the recipe's model; see :mod:`visionnets.objectives.semisupervised`).
+
+The recipe's model must be a ``Sequential`` (nested ones allowed) whose last layer is the
+classifier's ``Linear``; its input is the *code*. Three ways to learn from unlabeled images:
+
+- ``reconstruction``: a decoder (two fully connected layers) maps the code of the clean input
+  back to the input (an auto-encoder sharing the classifier's trunk);
+- ``denoising``: the same from the code of a corrupted input (Gaussian noise of std ``noise``),
+  to the clean input (Vincent et al. 2008); the supervised loss is taken on the corrupted pass;
+- ``ladder``: for fully connected models, per-layer denoising in the spirit of ladder networks
+  (Rasmus et al. 2015): noise (``noise`` times each unit's batch std) is added to every
+  ``Linear``'s output of a corrupted pass; a top-down decoder ``u_l = V_l z^_{l+1}``,
+  ``z^_l = a1 z~_l + a2 u_l + a3 z~_l u_l + a4`` (per unit) rebuilds each layer's clean value
+  ``z_l`` (and the input, l = 0); layer l's cost is its mean squared error divided by the
+  clean value's variance (scale-free), weighted by ``layer_weights[l]``.
+
+``forward(x)`` is the classifier alone (prediction, evaluation, pictures, export);
+``forward(x, unsupervised=True)`` returns ``(scores, cost)``: the scores the supervised loss
+is taken on and the unsupervised cost of the batch (per example averaged).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+from visionnets.errors import ConfigError
+
+MODES = ("reconstruction", "denoising", "ladder")
+
+
+def leaves(model: nn.Module) -> list[nn.Module]:
+    """The modules of a Sequential in forward order (nested Sequentials flattened)."""
+    out = []
+    for m in model.children():
+        out += leaves(m) if isinstance(m, nn.Sequential) else [m]
+    return out
+
+
+class Combinator(nn.Module):
+    """``z^ = a1 z~ + a2 u + a3 z~ u + a4`` per unit; starts as the identity in z~."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.a = nn.Parameter(torch.stack([torch.ones(width), torch.zeros(width), torch.zeros(width),
+                                           torch.zeros(width)]))
+
+    def forward(self, noisy: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        a1, a2, a3, a4 = self.a
+        return a1 * noisy + a2 * u + a3 * noisy * u + a4
+
+
+class SemiSupervisedNet(nn.Module):
+    """``base`` (the classifier) and the decoders of ``mode`` (see the module docstring)."""
+
+    def __init__(self, base: nn.Module, input_shape: tuple[int, ...],
+                 mode: Literal["reconstruction", "denoising", "ladder"] = "denoising", noise: float = 0.3,
+                 decoder_width: int = 512, layer_weights: list[float] | None = None):
+        super().__init__()
+        if mode not in MODES:
+            raise ConfigError(f"objective.options.unsupervised: {mode!r}; expected one of {', '.join(MODES)}")
+        layers = leaves(base) if isinstance(base, nn.Sequential) else []
+        if not layers or not isinstance(layers[-1], nn.Linear):
+            raise ConfigError(f"objective semi_supervised: the model must be a Sequential ending in its "
+                              f"classifier's Linear layer (mlp, convnet, linear), got {type(base).__name__}")
+        self.base, self.mode, self.noise = base, mode, noise
+        self.input_dim = math.prod(input_shape)
+        self._layers = layers                      # a plain list: the parameters stay base's alone
+        linears = [m for m in layers if isinstance(m, nn.Linear)]
+        if mode == "ladder":
+            allowed = (nn.Linear, nn.Flatten, nn.Dropout, nn.Identity, nn.ReLU, nn.Tanh, nn.Sigmoid)
+            bad = [type(m).__name__ for m in layers if not isinstance(m, allowed)]
+            if bad:
+                raise ConfigError(f"objective.options.unsupervised: ladder needs a fully connected model (mlp); "
+                                  f"this one has {bad[0]} layers: use reconstruction or denoising")
+            widths = [self.input_dim] + [m.out_features for m in linears]
+            self.combinators = nn.ModuleList(Combinator(w) for w in widths)
+            self.up = nn.ModuleList(nn.Linear(widths[i + 1], widths[i]) for i in range(len(widths) - 1))
+            weights = layer_weights or [1.0] * len(widths)
+            if len(weights) != len(widths):
+                raise ConfigError(f"objective.options.layer_weights: {len(weights)} weights for the "
+                                  f"{len(widths)} levels (the input and each Linear layer)")
+            self.layer_weights = list(weights)
+        else:
+            code = linears[-1].in_features
+            self.decoder = nn.Sequential(nn.Linear(code, decoder_width), nn.ReLU(),
+                                         nn.Linear(decoder_width, self.input_dim))
+
+    def forward(self, x: torch.Tensor, unsupervised: bool = False):
+        if not unsupervised:
+            return self.base(x)
+        noise = self.noise if self.training else 0.0
+        if self.mode == "ladder":
+            return self._ladder(x, noise)
+        inp = x + noise * torch.randn_like(x) if self.mode == "denoising" and noise else x
+        h = inp
+        for m in self._layers[:-1]:
+            h = m(h)
+        code = h.flatten(1)
+        scores = self._layers[-1](code)
+        recon = self.decoder(code)
+        cost = (recon - x.flatten(1)).pow(2).mean(1).mean()
+        return scores, cost
+
+    def _pass(self, x: torch.Tensor, noise: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The scores and each level's value: the input, then every Linear's output (noisy when ``noise``)."""
+        h = x.flatten(1)
+        zs = [h + noise * h.detach().std(0, keepdim=True) * torch.randn_like(h) if noise else h]
+        h = zs[0]
+        for m in self._layers:
+            h = m(h)
+            if isinstance(m, nn.Linear):
+                if noise:
+                    h = h + noise * h.detach().std(0, keepdim=True) * torch.randn_like(h)
+                zs.append(h)
+        return h, zs
+
+    def _ladder(self, x: torch.Tensor, noise: float):
+        _, clean = self._pass(x, 0.0)
+        scores, noisy = self._pass(x, noise)
+        z_hat = self.combinators[-1](noisy[-1], noisy[-1])
+        cost = self.layer_weights[-1] * _normalized_error(z_hat, clean[-1])
+        for level in range(len(noisy) - 2, -1, -1):
+            z_hat = self.combinators[level](noisy[level], self.up[level](z_hat))
+            cost = cost + self.layer_weights[level] * _normalized_error(z_hat, clean[level])
+        return scores, cost
+
+
+def _normalized_error(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error against the (detached) clean value, divided by its variance."""
+    target = target.detach()
+    return (estimate - target).pow(2).mean() / (target.var() + 1e-6)
