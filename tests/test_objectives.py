@@ -194,3 +194,98 @@ def test_semi_supervised_trains_under_every_executor(fake_mnist, tmp_path, execu
     assert rec["train_loss_unsupervised"] > 0 and 0 <= rec["test_error"] <= 1
     assert sum((r.dataset.train.y >= 0).tolist()) == 20                 # 2 labels per class kept
     assert api.evaluate(api.load_run(r.run_dir), "test")["error"] == pytest.approx(rec["test_error"], abs=1e-9)
+
+
+# --------------------------------------------------------------------------- multi-modal
+
+def _fake_fsdd(folder, per_digit=4, seed=0):
+    """A tiny FSDD: per digit ``per_digit`` recordings (the first one a test recording) of random lengths."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    clips, digits, test = [], [], []
+    for d in range(10):
+        for i in range(per_digit):
+            n = int(rng.integers(1500, 7000))
+            t = np.arange(n) / 8000.0
+            clips.append((8000 * np.sin(2 * np.pi * (300 + 80 * d) * t) + rng.normal(0, 500, n)).astype(np.int16))
+            digits.append(d)
+            test.append(i == 0)
+    offsets = np.concatenate([[0], np.cumsum([len(c) for c in clips])]).astype(np.int64)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "fsdd.npz", audio=np.concatenate(clips), offsets=offsets, digit=np.array(digits),
+             test=np.array(test), sample_rate=np.int64(8000))
+
+
+@pytest.fixture
+def fake_av(fake_mnist):
+    _fake_fsdd(fake_mnist / "fsdd")
+    return fake_mnist
+
+
+def test_avmnist_pairs_each_image_with_a_recording_of_its_digit(fake_av):
+    from visionnets.data import load_dataset
+    from visionnets.data.avmnist import AUDIO_SHAPE
+
+    ds = load_dataset("avmnist", fake_av, val_fraction=0.25)
+    assert ds.modalities == {"x": (1, 28, 28), "audio": AUDIO_SHAPE}
+    for split in (ds.train, ds.val, ds.test):
+        assert split.extra["audio"].shape == (len(split), *AUDIO_SHAPE)
+    # images of the same digit in the test split share the digit's only test recording
+    y, audio = ds.test.y, ds.test.extra["audio"]
+    for d in y.unique():
+        same = audio[y == d]
+        assert torch.equal(same, same[:1].expand_as(same))
+    again = load_dataset("avmnist", fake_av, val_fraction=0.25)
+    assert torch.equal(again.train.extra["audio"], ds.train.extra["audio"])      # deterministic
+
+
+def test_missing_modalities_in_training_and_at_test_time():
+    from visionnets.models.bimodal import bimodal
+    from visionnets.objectives.multimodal import drop_mask
+
+    torch.manual_seed(0)
+    mask = drop_mask(1000, 2, 0.5, "cpu")
+    assert (mask.sum(1) >= 1).all() and 0.55 < mask.mean().item() < 0.75      # one always kept
+    shapes = {"x": (1, 4, 4), "audio": (1, 2, 5)}
+    net = bimodal((1, 4, 4), 3, modalities=shapes, hidden=(8,), code=6)
+    x, a = torch.rand(3, 1, 4, 4), torch.rand(3, 1, 2, 5)
+    # absent (None) and present = 0 are the same thing: the modality adds nothing to the code
+    torch.testing.assert_close(net(x=x), net(x=x, audio=a, present=torch.tensor([[1.0, 0.0]] * 3)))
+    torch.testing.assert_close(net(audio=a), net(x=x, audio=a, present=torch.tensor([[0.0, 1.0]] * 3)))
+    with pytest.raises(Exception, match="no input given"):
+        net()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["avmnist_multimodal", "--set", "objective.options.modalities=[x, vidio]"],
+     "objective.options.modalities: 'vidio' is not an input of dataset 'avmnist'"),
+    (["avmnist_multimodal", "--set", "model={name: convnet, stages: [{channels: 4}]}"],
+     "model.name: 'convnet' takes one input, but dataset 'avmnist' has the inputs x, audio"),
+    (["digits_convnet", "--set", "objective.name=multi_modal"],
+     "multi_modal needs a dataset with several inputs; 'digits' has one"),
+])
+def test_bad_multi_modal_recipes_are_one_line_errors(fake_av, tmp_path, capsys, args, message):
+    assert main(["train", *args, "--data-dir", str(fake_av), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+AV = ["model.hidden=[16]", "model.code=8", "train.epochs=1", "train.batch_size=16", "data.val_fraction=0.2",
+      "threads=1"]
+
+
+@pytest.mark.parametrize("executor, options", [("local", {}), ("ddp", {"workers": 2}), ("downpour", {"replicas": 2})])
+def test_multi_modal_trains_under_every_executor(fake_av, tmp_path, executor, options, request):
+    if executor == "downpour":
+        request.getfixturevalue("ray_session")
+    r = api.train("avmnist_multimodal", AV, data_dir=fake_av, out=tmp_path / "run", executor=executor,
+                  progress=False, **options)
+    rec = r.history[-1]
+    for key in ("test_error", "test_error_only_x", "test_error_only_audio", "val_error_only_audio"):
+        assert 0 <= rec[key] <= 1, key
+    assert rec["train_loss_recon"] > 0 and "train_error_only_x" not in rec
+    assert (r.run_dir / "figures" / "cross_modal.png").is_file()
+    assert api.evaluate(api.load_run(r.run_dir), "test")["error_only_audio"] == pytest.approx(
+        rec["test_error_only_audio"], abs=1e-9)

@@ -11,7 +11,7 @@ and ``num_outputs``, plus the keyword arguments of the recipe's ``model:`` secti
 Add your own with ``@MODELS.register("name")`` on a function returning an ``nn.Module``.
 """
 
-from visionnets.models import convnet, linear, mlp  # noqa: F401  (register the built-ins)
+from visionnets.models import bimodal, convnet, linear, mlp  # noqa: F401  (register the built-ins)
 from visionnets.models.catalog import MODELS, build_model, count_parameters
 
 __all__ = ["MODELS", "build_model", "count_parameters"]

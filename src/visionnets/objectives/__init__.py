@@ -14,8 +14,9 @@ contract of :mod:`visionnets.objectives.core`:
 
 from visionnets.objectives.core import (OBJECTIVES, Output, build_objective, count_errors, get_loss,
                                         labeled_loss)
+from visionnets.objectives.multimodal import MultiModal
 from visionnets.objectives.multitask import MultiTask
 from visionnets.objectives.semisupervised import SemiSupervised
 from visionnets.objectives.supervised import Supervised
 
-__all__ = ["OBJECTIVES", "MultiTask", "Output", "SemiSupervised", "Supervised", "build_objective", "count_errors", "get_loss", "labeled_loss"]
+__all__ = ["OBJECTIVES", "MultiModal", "MultiTask", "Output", "SemiSupervised", "Supervised", "build_objective", "count_errors", "get_loss", "labeled_loss"]

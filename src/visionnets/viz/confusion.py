@@ -21,11 +21,13 @@ from visionnets.viz.grid import evaluating, model_device, new_figure, save_figur
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """The model's outputs on ``x`` in eval mode, batch by batch, on CPU (float32)."""
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, **inputs: torch.Tensor) -> torch.Tensor:
+    """The model's outputs on ``x`` (and the other named ``inputs`` of a multi-input model) in
+    eval mode, batch by batch, on CPU (float32)."""
     device = model_device(model)
     with evaluating(model):
-        return torch.cat([model(x[lo:lo + batch_size].to(device)).float().cpu()
+        return torch.cat([model(x[lo:lo + batch_size].to(device),
+                                **{k: v[lo:lo + batch_size].to(device) for k, v in inputs.items()}).float().cpu()
                           for lo in range(0, len(x), batch_size)])
 
 

@@ -43,6 +43,7 @@ from visionnets.viz.curves import plot_curves, plot_task_curves, series, task_na
 from visionnets.viz.filters import first_spatial_layer, plot_filters
 from visionnets.viz.fit import is_1d_regression, plot_fit
 from visionnets.viz.grid import atomic_write_bytes, square_shape
+from visionnets.viz.multimodal import plot_cross_modal
 from visionnets.viz.worst import plot_worst, worst_examples
 
 # The standard figures, in the order the page shows them.
@@ -53,6 +54,7 @@ FIGURES = {
     "filters.png": "First-layer filters",
     "confusion.png": "Confusion matrix (test)",
     "worst.png": "Worst-classified test images",
+    "cross_modal.png": "Each modality rebuilt from the other alone",
 }
 COLUMNS = ("epoch", "step", "lr", "train_loss", "train_error", "val_loss", "val_error",
            "test_loss", "test_error", "seconds", "examples_per_s")
@@ -84,6 +86,8 @@ def write_figures(run_dir: str | os.PathLike, model: nn.Module, dataset: Dataset
                      title=f"{name}: {type(layer).__name__} filters {tuple(layer.weight.shape)}")
     if dataset.is_classification:
         notes += _classification_figures(figs, model, dataset, split)
+    if dataset.modalities and hasattr(model, "decoders"):
+        plot_cross_modal(model, dataset.split(split), figs / "cross_modal.png")
     elif is_1d_regression(dataset):
         plot_fit(model, dataset, figs / "fit.png")
     return notes
@@ -92,7 +96,7 @@ def write_figures(run_dir: str | os.PathLike, model: nn.Module, dataset: Dataset
 def _classification_figures(figs: Path, model: nn.Module, dataset: Dataset, split: str) -> list[str]:
     data = dataset.split(split)
     k = dataset.num_classes
-    out = predict(model, data.x)
+    out = predict(model, data.x, **data.extra)          # every input of a multi-input model
     if out.ndim == 2 and out.shape[1] == k:
         pred = out.argmax(1)
     elif k == 2 and out.reshape(len(out), -1).shape[1] == 1:
