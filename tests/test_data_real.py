@@ -122,3 +122,19 @@ def test_cifar10_real_full_load():
     assert ds.train.x.shape[1:] == (3, 32, 32) and ds.train.x.dtype == torch.float32
     assert torch.bincount(torch.cat([ds.train.y, ds.val.y])).tolist() == [5000] * 10
     assert ds.info["lossy"] is False and float(ds.train.x.max()) <= 1.0    # the lossless copy
+
+
+def test_face_tasks_real():
+    """Faces against non-faces of the same size and tone; identities only on faces, in both splits."""
+    root = need_data("lfw", "cifar10", "natural")
+    ds = load_dataset("face_tasks", root, val_fraction=0.0)
+    assert ds.tasks == {"face": 2, "identity": 62} and ds.input_shape == (1, 32, 32)
+    for split in (ds.train, ds.test):
+        face, ident = split.y[:, 0], split.y[:, 1]
+        assert face.float().mean().item() == pytest.approx(0.5, abs=0.01)          # balanced
+        assert (ident[face == 0] == -1).all() and (ident[face == 1] >= -1).all()
+        # faces and non-faces have the same range of brightness: no trivial cue
+        m_face, m_non = split.x[face == 1].mean().item(), split.x[face == 0].mean().item()
+        assert abs(m_face - m_non) < 0.1 and split.x.min() >= 0 and split.x.max() <= 1
+    assert set(ds.test.y[:, 1].unique().tolist()) - {-1} <= set(ds.train.y[:, 1].unique().tolist())
+    assert len(set(ds.test.y[:, 1].tolist()) - {-1}) == 62                       # every person tested

@@ -13,7 +13,12 @@ classifier's ``Linear``; its input is the *code*. Three ways to learn from unlab
   ``Linear``'s output of a corrupted pass; a top-down decoder ``u_l = V_l z^_{l+1}``,
   ``z^_l = a1 z~_l + a2 u_l + a3 z~_l u_l + a4`` (per unit) rebuilds each layer's clean value
   ``z_l`` (and the input, l = 0); layer l's cost is its mean squared error divided by the
-  clean value's variance (scale-free), weighted by ``layer_weights[l]``.
+  clean value's variance (scale-free), weighted by ``layer_weights[l]``;
+- ``consistency``: no decoder; the Pi-model (Laine & Aila 2017, Sajjadi et al. 2016): two
+  perturbed views of each image (a random translation by up to ``shift`` pixels, Gaussian
+  noise of std ``noise``, and the model's own dropout), and the cost is the squared distance
+  between the two predicted class distributions: what the unlabeled images teach is that a
+  digit stays itself when it moves a little.
 
 ``forward(x)`` is the classifier alone (prediction, evaluation, pictures, export);
 ``forward(x, unsupervised=True)`` returns ``(scores, cost)``: the scores the supervised loss
@@ -28,9 +33,10 @@ from typing import Literal
 import torch
 from torch import nn
 
+from visionnets.data.augment import translate
 from visionnets.errors import ConfigError
 
-MODES = ("reconstruction", "denoising", "ladder")
+MODES = ("reconstruction", "denoising", "ladder", "consistency")
 
 
 def leaves(model: nn.Module) -> list[nn.Module]:
@@ -58,8 +64,9 @@ class SemiSupervisedNet(nn.Module):
     """``base`` (the classifier) and the decoders of ``mode`` (see the module docstring)."""
 
     def __init__(self, base: nn.Module, input_shape: tuple[int, ...],
-                 mode: Literal["reconstruction", "denoising", "ladder"] = "denoising", noise: float = 0.3,
-                 decoder_width: int = 512, layer_weights: list[float] | None = None):
+                 mode: Literal["reconstruction", "denoising", "ladder", "consistency"] = "denoising",
+                 noise: float = 0.3, decoder_width: int = 512, layer_weights: list[float] | None = None,
+                 shift: int = 2):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"objective.options.unsupervised: {mode!r}; expected one of {', '.join(MODES)}")
@@ -67,7 +74,10 @@ class SemiSupervisedNet(nn.Module):
         if not layers or not isinstance(layers[-1], nn.Linear):
             raise ConfigError(f"objective semi_supervised: the model must be a Sequential ending in its "
                               f"classifier's Linear layer (mlp, convnet, linear), got {type(base).__name__}")
-        self.base, self.mode, self.noise = base, mode, noise
+        self.base, self.mode, self.noise, self.shift = base, mode, noise, shift
+        if mode == "consistency" and shift and len(input_shape) != 3:
+            raise ConfigError(f"objective.options.shift: translations need image inputs (C, H, W), got {input_shape}; "
+                              f"use shift: 0")
         self.input_dim = math.prod(input_shape)
         self._layers = layers                      # a plain list: the parameters stay base's alone
         linears = [m for m in layers if isinstance(m, nn.Linear)]
@@ -85,7 +95,7 @@ class SemiSupervisedNet(nn.Module):
                 raise ConfigError(f"objective.options.layer_weights: {len(weights)} weights for the "
                                   f"{len(widths)} levels (the input and each Linear layer)")
             self.layer_weights = list(weights)
-        else:
+        elif mode != "consistency":
             code = linears[-1].in_features
             self.decoder = nn.Sequential(nn.Linear(code, decoder_width), nn.ReLU(),
                                          nn.Linear(decoder_width, self.input_dim))
@@ -96,6 +106,8 @@ class SemiSupervisedNet(nn.Module):
         noise = self.noise if self.training else 0.0
         if self.mode == "ladder":
             return self._ladder(x, noise)
+        if self.mode == "consistency":
+            return self._consistency(x)
         inp = x + noise * torch.randn_like(x) if self.mode == "denoising" and noise else x
         h = inp
         for m in self._layers[:-1]:
@@ -105,6 +117,20 @@ class SemiSupervisedNet(nn.Module):
         recon = self.decoder(code)
         cost = (recon - x.flatten(1)).pow(2).mean(1).mean()
         return scores, cost
+
+    def _view(self, x: torch.Tensor) -> torch.Tensor:
+        """A perturbed copy: translated and noisy (from the forward pass's seeded generator)."""
+        if self.shift:
+            x = translate(x, torch.default_generator, self.shift)
+        return x + self.noise * torch.randn_like(x) if self.noise else x
+
+    def _consistency(self, x: torch.Tensor):
+        if not self.training:                   # no perturbation: both views agree
+            scores = self.base(x)
+            return scores, scores.sum() * 0.0
+        s1, s2 = self.base(self._view(x)), self.base(self._view(x))
+        cost = (s1.softmax(1) - s2.softmax(1)).pow(2).sum(1).mean()
+        return s1, cost
 
     def _pass(self, x: torch.Tensor, noise: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The scores and each level's value: the input, then every Linear's output (noisy when ``noise``)."""

@@ -4,9 +4,9 @@ with "lots and lots of unlabeled data").
 
     L = loss(scores[labeled], y[labeled]) + lambda(step) * reconstruction cost(all examples)
 
-The unsupervised cost is one of ``reconstruction``, ``denoising`` or ``ladder`` (per-layer
-denoising; see :mod:`visionnets.models.semisup`, whose decoders the objective attaches to the
-recipe's model). Unlabeled examples carry the label ``UNLABELED`` (-1): a dataset gets them
+The unsupervised cost is one of ``reconstruction``, ``denoising``, ``ladder`` (per-layer
+denoising) or ``consistency`` (the Pi-model: two perturbed views must agree); see
+:mod:`visionnets.models.semisup`, whose decoders the objective attaches to the recipe's model. Unlabeled examples carry the label ``UNLABELED`` (-1): a dataset gets them
 from ``data.labels_per_class``; a batch may hold labeled and unlabeled examples in any
 proportion, none labeled included. ``lambda`` ramps up from 0 to ``weight`` over the first
 ``rampup_steps`` steps (``exp(-5 (1 - t)^2)``, Laine & Aila 2017; 0: ``weight`` from the start).
@@ -40,19 +40,20 @@ from visionnets.objectives.core import OBJECTIVES, Output, build_objective, get_
 
 @OBJECTIVES.register("semi_supervised")
 class SemiSupervised:
-    """``loss``: the supervised loss; ``unsupervised``: reconstruction, denoising or ladder;
+    """``loss``: the supervised loss; ``unsupervised``: reconstruction, denoising, ladder or consistency;
     ``weight`` (>= 0): lambda after the ramp-up; ``rampup_steps``; ``noise``: the corruption's
     std; ``decoder_width``: the reconstruction decoder's hidden units; ``layer_weights``: the
-    ladder's per-level weights (input first)."""
+    ladder's per-level weights (input first); ``shift``: the consistency views' translation."""
 
     def __init__(self, loss: str = "cross_entropy",
-                 unsupervised: Literal["reconstruction", "denoising", "ladder"] = "denoising",
+                 unsupervised: Literal["reconstruction", "denoising", "ladder", "consistency"] = "denoising",
                  weight: Annotated[float, Field(ge=0)] = 1.0, rampup_steps: Annotated[int, Field(ge=0)] = 0,
                  noise: Annotated[float, Field(ge=0)] = 0.3, decoder_width: Annotated[int, Field(ge=1)] = 512,
-                 layer_weights: list[Annotated[float, Field(ge=0)]] | None = None):
+                 layer_weights: list[Annotated[float, Field(ge=0)]] | None = None,
+                 shift: Annotated[int, Field(ge=0)] = 2):
         self.loss = get_loss(loss, "objective.loss")
         self.unsupervised, self.weight, self.rampup = unsupervised, weight, rampup_steps
-        self.noise, self.decoder_width, self.layer_weights = noise, decoder_width, layer_weights
+        self.noise, self.decoder_width, self.layer_weights, self.shift = noise, decoder_width, layer_weights, shift
         self.step = None
 
     def bind(self, dataset) -> None:
@@ -62,7 +63,7 @@ class SemiSupervised:
 
     def attach(self, model: nn.Module, dataset) -> SemiSupervisedNet:
         return SemiSupervisedNet(model, dataset.input_shape, self.unsupervised, self.noise, self.decoder_width,
-                                 self.layer_weights)
+                                 self.layer_weights, self.shift)
 
     def at_step(self, step: int) -> None:
         self.step = step
