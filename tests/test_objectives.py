@@ -113,7 +113,7 @@ def _mlp():
     return build_model({"name": "mlp", "hidden": [8, 6]}, (1, 4, 4), 3)
 
 
-@pytest.mark.parametrize("mode", ["reconstruction", "denoising", "ladder"])
+@pytest.mark.parametrize("mode", ["reconstruction", "denoising", "ladder", "consistency"])
 def test_semi_supervised_loss_is_supervised_plus_weighted_unsupervised(mode):
     ds = _toy_semisup()
     obj = build_objective({"name": "semi_supervised", "options": {"unsupervised": mode, "weight": 0.7}}, ds)
@@ -128,7 +128,12 @@ def test_semi_supervised_loss_is_supervised_plus_weighted_unsupervised(mode):
     assert out.metrics["error"][1] == 4 and out.metrics["loss_unsupervised"][1] == 12
     # the classifier alone predicts; the decoders are trained beside it and checkpointed with it
     assert net(batch["x"]).shape == (12, 3)
-    assert any(k.startswith(("decoder", "combinators", "up")) for k in net.state_dict())
+    decoders = [k for k in net.state_dict() if k.startswith(("decoder", "combinators", "up"))]
+    assert bool(decoders) == (mode != "consistency")
+    if mode == "consistency":                      # two perturbed views of the same images disagree a little
+        assert cost.item() > 0
+        net.eval()
+        assert net(batch["x"], unsupervised=True)[1].item() == 0     # none in evaluation
 
 
 def test_a_step_with_no_labeled_example_trains_on_the_unsupervised_cost_alone():
