@@ -163,7 +163,7 @@ def test_the_unsupervised_weight_ramps_up():
 @pytest.mark.parametrize("override, message", [
     ("objective.options={unsupervised: ladder}", "ladder needs a fully connected model (mlp); this one has Conv2d"),
     ("objective.options={weight: -1}", "objective.weight: Input should be greater than or equal to 0"),
-    ("objective.options={unsupervised: pca}", "objective.unsupervised: Input should be 'reconstruction', 'denoising' or 'ladder'"),
+    ("objective.options={unsupervised: pca}", "objective.unsupervised: Input should be 'reconstruction', 'denoising', 'ladder' or 'consistency'"),
 ])
 def test_bad_semi_supervised_recipes_are_one_line_errors(override, message, tmp_path, capsys):
     assert main(["train", "digits_convnet", "--set", "objective.name=semi_supervised", "--set", override,
@@ -184,9 +184,9 @@ def test_labeled_examples_added_to_every_batch_are_the_same_in_every_executor():
         assert torch.equal(torch.cat([a["y"], b["y"]]), one[i])
 
 
-SEMI = ["model.hidden=[16]", "train.epochs=1", "train.batch_size=16", "train.labeled_per_batch=4",
-        "data.val_fraction=0", "data.labels_per_class=2", "threads=1",
-        "objective.options={unsupervised: ladder, rampup_steps: 5}"]
+SEMI = ["model.hidden=[16]", "model.stages=[{channels: 4, kernel: 5, padding: same}]", "train.epochs=1",
+        "train.batch_size=16", "train.labeled_per_batch=4", "data.val_fraction=0", "data.labels_per_class=2",
+        "threads=1", "objective.options={unsupervised: consistency, rampup_steps: 5}"]
 
 
 @pytest.mark.parametrize("executor, options", [("local", {}), ("ddp", {"workers": 2}), ("downpour", {"replicas": 2})])

@@ -1,0 +1,144 @@
+"""The tutorial's Extensions, measured: semi-supervised, multi-task and multi-modal learning.
+
+Each experiment trains the bundled recipe and its comparison for several seeds (mean and
+spread), and writes ``benchmarks/results/extensions_<experiment>.json`` (rows are kept across
+invocations, so experiments can be run one at a time):
+
+- ``semisup_mnist``: ``mnist_semisup100`` (100 labels, 10 per class, and every image without
+  its label) against the same net and budget trained on the 100 labeled images alone
+  (``objective: supervised``, with the same translations as augmentation);
+- ``multitask_multimnist`` / ``multitask_faces``: the shared trunk (``multimnist_multitask``,
+  ``faces_multitask``) against one net per task, each given half the epochs (the same total budget);
+- ``multimodal_avmnist``: ``avmnist_multimodal``: test error from both modalities, from each
+  alone (the other missing at test time), and cross-modal learning: a linear classifier
+  (logistic regression) trained on the codes of one modality and tested on the codes of the other.
+
+    python benchmarks/extensions.py semisup_mnist [--seeds 0 1 2] [--set train.epochs=2] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import RESULTS, data_dir, table, write_json
+from visionnets import api
+
+
+def train(recipe: str, overrides: list[str], root: str, out: Path) -> tuple[api.RunResult, float]:
+    t0 = time.perf_counter()
+    r = api.train(recipe, overrides, data_dir=root, out=out, progress=False, figures=False)
+    return r, time.perf_counter() - t0
+
+
+def pct(v):
+    return None if v is None else round(100 * v, 3)
+
+
+def semisup_mnist(seed: int, root: str, tmp: Path, extra: list[str]) -> list[dict]:
+    rows = []
+    for arm, overrides in (("semi-supervised", []),
+                           ("supervised only", ["objective={name: supervised, loss: cross_entropy}",
+                                                "data.augment=[{name: translate, max_shift: 2}]"])):
+        r, wall = train("mnist_semisup100", [f"seed={seed}", *overrides, *extra], root, tmp / f"{arm}-{seed}")
+        rows.append({"arm": arm, "seed": seed, "test_error_pct": pct(r.history[-1]["test_error"]),
+                     "labels": int((r.dataset.train.y >= 0).sum()), "epochs": r.history[-1]["epoch"],
+                     "wall_s": round(wall, 1)})
+    return rows
+
+
+def multitask(recipe: str, seed: int, root: str, tmp: Path, extra: list[str]) -> list[dict]:
+    from visionnets.recipes import load_recipe
+
+    rec = load_recipe(recipe, extra)
+    tasks = list(rec.objective.options["tasks"])
+    half = max(1, rec.train.epochs // 2)
+    arms = [("shared trunk", [])] + [(f"{t} alone", [f"objective.options.tasks={{{t}: {{weight: 1.0}}}}",
+                                                     f"train.epochs={half}"]) for t in tasks]
+    rows = []
+    for arm, overrides in arms:
+        r, wall = train(recipe, [f"seed={seed}", *extra, *overrides], root, tmp / f"{arm}-{seed}".replace(" ", "_"))
+        last = r.history[-1]
+        rows.append({"arm": arm, "seed": seed, "epochs": last["epoch"], "wall_s": round(wall, 1),
+                     **{f"test_error_{t}_pct": pct(last.get(f"test_error_{t}")) for t in tasks}})
+    return rows
+
+
+@torch.no_grad()
+def codes(model, split, modality: str) -> torch.Tensor:
+    """The shared codes of ``split`` inferred from ``modality`` alone."""
+    model.eval()
+    data = split.fields()[modality]
+    return torch.cat([model.encode({modality: data[i:i + 1000]}) for i in range(0, len(data), 1000)])
+
+
+def multimodal_avmnist(seed: int, root: str, tmp: Path, extra: list[str]) -> list[dict]:
+    from sklearn.linear_model import LogisticRegression
+
+    r, wall = train("avmnist_multimodal", [f"seed={seed}", *extra], root, tmp / f"av-{seed}")
+    last = r.history[-1]
+    row = {"arm": "bimodal", "seed": seed, "epochs": last["epoch"], "wall_s": round(wall, 1),
+           "test_error_both_pct": pct(last["test_error"]), "test_error_image_only_pct": pct(last["test_error_only_x"]),
+           "test_error_audio_only_pct": pct(last["test_error_only_audio"])}
+    model, ds = r.model, r.dataset
+    for train_m, test_m in (("x", "audio"), ("audio", "x")):
+        clf = LogisticRegression(max_iter=500).fit(codes(model, ds.train, train_m).numpy(), ds.train.y.numpy())
+        err = 1 - clf.score(codes(model, ds.test, test_m).numpy(), ds.test.y.numpy())
+        row[f"cross_modal_{train_m}_to_{test_m}_error_pct"] = pct(err)
+    return [row]
+
+
+EXPERIMENTS = {
+    "semisup_mnist": semisup_mnist,
+    "multitask_multimnist": lambda s, r, t, e: multitask("multimnist_multitask", s, r, t, e),
+    "multitask_faces": lambda s, r, t, e: multitask("faces_multitask", s, r, t, e),
+    "multimodal_avmnist": multimodal_avmnist,
+}
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and spread (min, max) of every number per arm, over the seeds."""
+    out = []
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        mine = [r for r in rows if r["arm"] == arm]
+        s = {"arm": arm, "seeds": len(mine)}
+        for key in mine[0]:
+            vals = [r[key] for r in mine if isinstance(r.get(key), (int, float))]
+            if key not in ("seed", "arm") and vals and len(vals) == len(mine):
+                s[key] = round(statistics.mean(vals), 3)
+                if key.endswith("_pct"):
+                    s[key.replace("_pct", "_range")] = f"{min(vals):.2f}-{max(vals):.2f}"
+        out.append(s)
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="a recipe override for every run")
+    ap.add_argument("--data-dir")
+    args = ap.parse_args(argv)
+    name = f"extensions_{args.experiment}"
+    prev = RESULTS / f"{name}.json"
+    rows = json.loads(prev.read_text())["rows"] if prev.exists() else []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            new = EXPERIMENTS[args.experiment](seed, data_dir(args.data_dir), Path(tmp), args.overrides)
+            rows = [r for r in rows if r["seed"] != seed or r["arm"] not in {n["arm"] for n in new}] + new
+            summary = summarize(rows)
+            print(table(summary, list(summary[0])), file=sys.stderr, flush=True)
+            write_json(name, {"experiment": args.experiment, "overrides": args.overrides, "rows": rows,
+                              "summary": summary})
+    print(f"wrote {RESULTS / (name + '.json')}")
+
+
+if __name__ == "__main__":
+    main()
