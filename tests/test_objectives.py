@@ -76,16 +76,23 @@ def test_multi_task_needs_a_multi_task_dataset(capsys):
     assert "multi_task needs a dataset with several tasks; 'digits' has one label per example" in capsys.readouterr().err
 
 
+EXECUTORS = [("local", {}), ("ddp", {"workers": 2}), ("downpour", {"replicas": 2})]
+
+
+def _train_under(executor, options, request, recipe, overrides, data_dir, out):
+    """``recipe`` trained by ``executor`` (Downpour in the suite's Ray session)."""
+    if executor == "downpour":
+        request.getfixturevalue("ray_session")
+    return api.train(recipe, overrides, data_dir=data_dir, out=out, executor=executor, progress=False, **options)
+
+
 TINY_MM = ["model.stages=[{channels: 4, kernel: 5, padding: same}]", "model.hidden=[16]", "model.dropout=0",
            "train.epochs=1", "train.batch_size=16", "data.val_fraction=0.2", "threads=1"]
 
 
-@pytest.mark.parametrize("executor, options", [("local", {}), ("ddp", {"workers": 2}), ("downpour", {"replicas": 2})])
+@pytest.mark.parametrize("executor, options", EXECUTORS)
 def test_multi_task_trains_under_every_executor(fake_mnist, tmp_path, executor, options, request, capsys):
-    if executor == "downpour":
-        request.getfixturevalue("ray_session")
-    r = api.train("multimnist_multitask", TINY_MM, data_dir=fake_mnist, out=tmp_path / "run", executor=executor,
-                  progress=False, **options)
+    r = _train_under(executor, options, request, "multimnist_multitask", TINY_MM, fake_mnist, tmp_path / "run")
     rec = r.history[-1]
     for split in ("train", "val", "test"):
         for key in ("error_left", "error_right", "loss_left", "loss_right"):
@@ -189,12 +196,9 @@ SEMI = ["model.hidden=[16]", "model.stages=[{channels: 4, kernel: 5, padding: sa
         "threads=1", "objective.options={unsupervised: consistency, rampup_steps: 5}"]
 
 
-@pytest.mark.parametrize("executor, options", [("local", {}), ("ddp", {"workers": 2}), ("downpour", {"replicas": 2})])
+@pytest.mark.parametrize("executor, options", EXECUTORS)
 def test_semi_supervised_trains_under_every_executor(fake_mnist, tmp_path, executor, options, request):
-    if executor == "downpour":
-        request.getfixturevalue("ray_session")
-    r = api.train("mnist_semisup100", SEMI, data_dir=fake_mnist, out=tmp_path / "run", executor=executor,
-                  progress=False, **options)
+    r = _train_under(executor, options, request, "mnist_semisup100", SEMI, fake_mnist, tmp_path / "run")
     rec = r.history[-1]
     assert rec["train_loss_unsupervised"] > 0 and 0 <= rec["test_error"] <= 1
     assert sum((r.dataset.train.y >= 0).tolist()) == 20                 # 2 labels per class kept
@@ -281,12 +285,9 @@ AV = ["model.hidden=[16]", "model.code=8", "train.epochs=1", "train.batch_size=1
       "threads=1"]
 
 
-@pytest.mark.parametrize("executor, options", [("local", {}), ("ddp", {"workers": 2}), ("downpour", {"replicas": 2})])
+@pytest.mark.parametrize("executor, options", EXECUTORS)
 def test_multi_modal_trains_under_every_executor(fake_av, tmp_path, executor, options, request):
-    if executor == "downpour":
-        request.getfixturevalue("ray_session")
-    r = api.train("avmnist_multimodal", AV, data_dir=fake_av, out=tmp_path / "run", executor=executor,
-                  progress=False, **options)
+    r = _train_under(executor, options, request, "avmnist_multimodal", AV, fake_av, tmp_path / "run")
     rec = r.history[-1]
     for key in ("test_error", "test_error_only_x", "test_error_only_audio", "val_error_only_audio"):
         assert 0 <= rec[key] <= 1, key

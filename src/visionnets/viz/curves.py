@@ -58,11 +58,19 @@ def plot_curves(history: list[dict], path: str | os.PathLike, title: str | None 
         ys_all = [y for _, ys in data.values() for y in ys]
         if log if log is not None else (min(ys_all) > 0 and max(ys_all) / min(ys_all) > 20):
             ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _epoch_axes(ax, name)
+    return _finish(fig, title, path)
+
+
+def _epoch_axes(ax, ylabel: str) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _finish(fig, title: str | None, path: str | os.PathLike) -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -91,13 +99,6 @@ def plot_task_curves(history: list[dict], path: str | os.PathLike, title: str | 
             xs, ys = series(history, f"{split}_error_{task}")
             if ys:
                 ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=split)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("error")
+        _epoch_axes(ax, "error")
         ax.set_title(f"task {task}", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return _finish(fig, title, path)
