@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", nargs="?", help="recipe file or bundled recipe name (see `visionnets recipes`)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--data", metavar="KIND:PATH",
+                   help="train on your own files: folder:DIR (a sub-folder of images per class) or "
+                        "arrays:FILE.npz (x and y); further options with --set data.options.size=32 ...")
     p.add_argument("--data-dir", help="dataset root (default: $VISIONNETS_DATA, then ~/.cache/visionnets)")
     p.add_argument("--out", help="write the run exactly into this directory")
     p.add_argument("--resume", metavar="RUN_DIR",
@@ -46,6 +49,17 @@ _DISTRIBUTED = {"replicas": "downpour", "ps_shards": "downpour", "n_fetch": "dow
                 "ps_optimizer": "downpour", "address": "downpour", "workers": "ddp"}
 
 
+def user_data(spec: str) -> list[str]:
+    """``folder:DIR`` or ``arrays:FILE`` as recipe overrides (the path made absolute: the run can move)."""
+    import json
+    from pathlib import Path
+
+    kind, sep, path = spec.partition(":")
+    if not sep or kind not in ("folder", "arrays") or not path:
+        raise ConfigError(f"--data {spec!r}: expected folder:DIR or arrays:FILE.npz")
+    return [f"data.name={kind}", f"data.options={json.dumps({'path': str(Path(path).expanduser().resolve())})}"]
+
+
 def report(result) -> None:
     f = result.final
     lines = [f"run directory: {result.run_dir}"]
@@ -71,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("train: give either a RECIPE or --resume RUN_DIR (the run holds its recipe), not both")
     if args.resume is not None and args.out is not None:
         raise ConfigError("train: --out cannot be combined with --resume (the run is continued in place)")
+    overrides = list(args.overrides)
+    if args.data is not None:
+        if args.resume is not None:
+            raise ConfigError("train: --data cannot be combined with --resume (the run holds its data)")
+        overrides = user_data(args.data) + overrides
     executor = args.executor or (None if args.resume is not None else "local")  # a resume: the run's own
     opts = {}
     for key, owner in _DISTRIBUTED.items():
@@ -81,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"train: --{key.replace('_', '-')} applies to --executor {owner}, "
                               f"not {executor}")
         opts[key] = value
-    result = api.train(args.recipe, args.overrides, data_dir=args.data_dir, out=args.out, resume=args.resume,
+    result = api.train(args.recipe, overrides, data_dir=args.data_dir, out=args.out, resume=args.resume,
                        progress=not args.no_progress, executor=executor, extend=args.extend, **opts)
     report(result)
     return 0

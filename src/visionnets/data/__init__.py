@@ -8,7 +8,8 @@
 Datasets (``DATASETS``): ``digits`` (bundled, the default), ``mnist``, ``multimnist`` (two
 overlaid digits, two tasks), ``avmnist`` (digits seen and heard: two modalities), ``cifar10``,
 ``faces`` (ORL), ``face_tasks`` (LFW faces against non-faces: detection and identification),
-``natural``, ``cosine``. Files are looked up under the data roots of :func:`resolve_roots`.
+``natural``, ``cosine``; your own files: ``folder`` (images in class sub-folders) and ``arrays``
+(an ``.npz``). Files are looked up under the data roots of :func:`resolve_roots`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from visionnets.data.transforms import TRANSFORMS, Compose
 from visionnets.errors import ConfigError, did_you_mean
 
 # importing a loader registers it
-from visionnets.data import avmnist, cifar10, cosine, digits, faces, facetasks, mnist, multimnist, natural  # noqa: E402,F401
+from visionnets.data import (avmnist, cifar10, cosine, digits, faces, facetasks, mnist, multimnist,  # noqa: E402,F401
+                             natural, user)
 from visionnets.data.natural import load_natural_images  # noqa: E402
 
 DEFAULT_DATASET = "digits"

@@ -1,0 +1,94 @@
+"""Your own data: a folder of images per class and arrays in an .npz, from the command line to eval."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from visionnets.cli import main
+from visionnets.data import load_dataset
+from visionnets.errors import DataError
+
+
+def make_folder(root, n=12, size=(12, 12), layout="flat"):
+    """Two classes of RGB images: bright squares and dark rings, with noise."""
+    rng = np.random.default_rng(0)
+    for cls in ("rings", "squares"):
+        for i in range(n):
+            a = rng.integers(0, 60, (*size[::-1], 3), dtype=np.uint8)
+            if cls == "squares":
+                a[3:-3, 3:-3] = 230
+            else:
+                a[2:-2, 2:4] = a[2:-2, -4:-2] = 200
+            part = "" if layout == "flat" else ("test/" if i < 3 else "train/")
+            path = root / part / cls / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(a).save(path)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISIONNETS_CACHE", str(tmp_path / "cache"))
+
+
+def test_folder_dataset_classes_splits_and_cache(tmp_path):
+    root = make_folder(tmp_path / "images")
+    ds = load_dataset("folder", path=str(root), val_fraction=0.25, test_fraction=0.25)
+    assert ds.class_names == ["rings", "squares"] and ds.input_shape == (3, 12, 12)
+    assert len(ds.test) == 6 and len(ds.train) + len(ds.val) == 18
+    assert torch.bincount(ds.test.y).tolist() == [3, 3]                     # per class
+    assert list((tmp_path / "cache").glob("folder-*.safetensors"))            # decoded once, cached
+    again = load_dataset("folder", path=str(root), val_fraction=0.25, test_fraction=0.25)
+    assert torch.equal(again.train.x, ds.train.x)
+    gray = load_dataset("folder", path=str(root), size=8, grayscale=True)
+    assert gray.input_shape == (1, 8, 8)
+    split = load_dataset("folder", path=str(make_folder(tmp_path / "split", layout="split")), val_fraction=0)
+    assert len(split.test) == 6 and len(split.train) == 18
+
+
+def test_folder_errors_name_the_file(tmp_path):
+    root = make_folder(tmp_path / "images")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "rings" / "big.png")
+    with pytest.raises(DataError, match=r"big.png: 20x20 pixels, the first image 12x12; give data.options.size"):
+        load_dataset("folder", path=str(root))
+    (root / "rings" / "big.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="big.png: not a readable image"):
+        load_dataset("folder", path=str(root), size=12)
+    with pytest.raises(DataError, match="nowhere does not exist"):
+        load_dataset("folder", path=str(tmp_path / "nowhere"))
+
+
+def test_arrays_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", x=x, y=np.arange(40) % 4, class_names=np.array(["a", "b", "c", "d"]))
+    ds = load_dataset("arrays", path=str(tmp_path / "a.npz"), val_fraction=0)
+    assert ds.input_shape == (1, 8, 8) and ds.class_names == ["a", "b", "c", "d"] and len(ds.test) == 8
+    assert float(ds.train.x.max()) <= 1.0
+    np.savez(tmp_path / "r.npz", x=rng.normal(size=(30, 5)).astype(np.float32), y=rng.normal(size=30))
+    reg = load_dataset("arrays", path=str(tmp_path / "r.npz"), val_fraction=0)
+    assert not reg.is_classification and len(reg.test) == 6
+    np.savez(tmp_path / "bad.npz", x=x)
+    with pytest.raises(DataError, match=r"bad.npz: keys \['x'\]; expected 'x' and 'y'"):
+        load_dataset("arrays", path=str(tmp_path / "bad.npz"))
+
+
+def test_train_eval_show_and_resume_on_your_own_images(tmp_path, capsys, monkeypatch):
+    root = make_folder(tmp_path / "images", n=20)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    quick = ["--set", "train.epochs=2", "--set", "model.stages=[{channels: 4, kernel: 3, padding: same}]",
+             "--set", "model.hidden=[8]", "--no-progress"]
+    assert main(["train", "digits_convnet", "--data", "folder:images", "--out", str(out), *quick]) == 0
+    assert f"path: {root}" in (out / "recipe.yaml").read_text()                # absolute: the run can move
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "images")                                    # another working directory
+    assert main(["eval", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 8
+    assert main(["show", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--extend", "3", "--no-progress"]) == 0
+    assert main(["train", "digits_convnet", "--data", "pictures:x"]) == 2
+    assert "--data 'pictures:x': expected folder:DIR or arrays:FILE.npz" in capsys.readouterr().err
