@@ -9,6 +9,7 @@ from PIL import Image
 
 from visionnets.cli import main
 from visionnets.data import load_dataset
+from visionnets.data.user import read_inputs
 from visionnets.errors import DataError
 
 
@@ -92,3 +93,33 @@ def test_train_eval_show_and_resume_on_your_own_images(tmp_path, capsys, monkeyp
     assert main(["train", "--resume", str(out), "--extend", "3", "--no-progress"]) == 0
     assert main(["train", "digits_convnet", "--data", "pictures:x"]) == 2
     assert "--data 'pictures:x': expected folder:DIR or arrays:FILE.npz" in capsys.readouterr().err
+
+
+def test_predict_new_images_with_the_runs_own_preprocessing(tmp_path, capsys, monkeypatch):
+    """The run standardizes its inputs (fitted on its training images); predict applies the same,
+    without loading the training data, and agrees with evaluating the model on the test split."""
+    from visionnets import api
+
+    root = make_folder(tmp_path / "images", n=20)
+    out = tmp_path / "run"
+    assert main(["train", "digits_convnet", "--data", f"folder:{root}", "--out", str(out), "--no-progress",
+                 "--set", "train.epochs=3", "--set", "data.transforms=[standardize]",
+                 "--set", "model.stages=[{channels: 4, kernel: 3, padding: same}]", "--set", "model.hidden=[8]"]) == 0
+    capsys.readouterr()
+    files = sorted((root / "squares").glob("*.png"))[:3]
+    assert main(["predict", str(out), *map(str, files), str(root / "rings"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 + 20 and rows[0]["input"] == str(files[0])
+    assert set(rows[0]["probabilities"]) == {"rings", "squares"}
+    assert sum(rows[0]["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    # the same numbers as the model on the loaded, transformed data
+    run = api.load_run(out)
+    names, raw = read_inputs(files, (3, 12, 12))
+    expected = run.model(run.dataset.transform(raw)).softmax(1)
+    got = api.predict(out, raw)["probabilities"]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    monkeypatch.setenv("VISIONNETS_DATA", str(tmp_path / "nothing"))
+    root.rename(tmp_path / "gone")                      # no training data needed to predict
+    assert main(["predict", str(out), str(tmp_path / "gone" / "rings" / "0.png"), "--csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "input,label,rings,squares" and len(lines) == 2

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 import visionnets.distributed  # noqa: F401  (registers the ddp and downpour executors)
 from visionnets.data.base import Dataset
+from visionnets.errors import ConfigError
 from visionnets.device import resolve_device
 from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint
@@ -30,7 +32,7 @@ from visionnets.train.rundir import RunDir
 from visionnets.train.setup import EXECUTORS, build_data, build_model_for, objective_for, prepare
 from visionnets.train.trainer import evaluate_model
 
-__all__ = ["Run", "RunResult", "evaluate", "load_run", "train"]
+__all__ = ["Run", "RunResult", "evaluate", "load_model", "load_run", "predict", "train"]
 
 
 @dataclass
@@ -113,3 +115,42 @@ def evaluate(run: Run, split: str = "test", device: str = "auto") -> dict[str, A
     result = evaluate_model(run.model.to(dev), run.objective, run.dataset.split(split),
                             run.recipe["train"]["eval_batch_size"], dev)
     return {"split": split, **result}
+
+
+def load_model(run_dir: str | Path, which: str = "best"):
+    """The run's trained model on CPU in eval mode, its data-free dataset (shapes, classes) and
+    its fitted input transforms, without loading the training data: ``(model, dataset, transform)``."""
+    rd = RunDir.open(run_dir)
+    weights = rd.weights(which)
+    dataset, transform = rd.inputs()
+    model = build_model_for(rd.recipe(), dataset)
+    load_checkpoint(weights, model)
+    return model.eval(), dataset, transform
+
+
+@torch.no_grad()
+def predict(run_dir: str | Path, x: torch.Tensor, which: str = "best", batch_size: int = 512) -> dict[str, Any]:
+    """The run's predictions for inputs ``x`` (N, *input_shape), prepared as its training data were
+    (the fitted transforms applied here): ``{"scores", "labels", "probabilities", "class_names"}``
+    for a classifier (a multi-task model: per task), ``{"scores"}`` for a regression."""
+    model, dataset, transform = load_model(run_dir, which)
+    if dataset.modalities:
+        raise ConfigError(f"{run_dir}: a model of several inputs ({', '.join(dataset.modalities)}); predict takes "
+                          f"one input")
+    if tuple(x.shape[1:]) != tuple(dataset.input_shape):
+        raise ConfigError(f"inputs of shape {tuple(x.shape[1:])}; the run's model takes {tuple(dataset.input_shape)}")
+    if transform is not None:
+        x = transform(x)
+    scores = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    if not dataset.is_classification:
+        return {"scores": scores}
+    heads = {name: n for name, n in (dataset.tasks or {"": dataset.num_outputs}).items()}
+    out: dict[str, Any] = {}
+    start = 0
+    for name, n in heads.items():
+        s = scores[:, start:start + n]
+        start += n
+        probs = s.softmax(1) if s.shape[1] > 1 else torch.cat([1 - s.sigmoid(), s.sigmoid()], 1)
+        names = dataset.class_names if not dataset.tasks else [str(i) for i in range(probs.shape[1])]
+        out[name] = {"scores": s, "probabilities": probs, "labels": probs.argmax(1), "class_names": names}
+    return out[""] if "" in out else out

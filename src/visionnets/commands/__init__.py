@@ -5,6 +5,7 @@ COMMANDS = {
     "demo": ("visionnets.commands.demo", "train a small convnet on the bundled digits (the main job)"),
     "train": ("visionnets.commands.train", "train from a recipe, or resume a run"),
     "eval": ("visionnets.commands.eval", "evaluate a run directory on a split"),
+    "predict": ("visionnets.commands.predict", "labels and probabilities of a run for new images or arrays"),
     "recipes": ("visionnets.commands.recipes", "list the bundled recipes, or print one"),
     "show": ("visionnets.commands.show", "pictures of what a trained net learned (filters, top images, optimal input)"),
     "compare": ("visionnets.commands.compare", "the tutorial's MNIST table: our nets beside boosting, k-NN, SVM"),

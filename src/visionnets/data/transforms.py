@@ -92,6 +92,14 @@ class Transform(ABC):
     def get_params(self) -> dict[str, Any]:
         return {}
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """The fitted state as named tensors (saved with a run, so new inputs are prepared alike)."""
+        return {}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> "Transform":
+        """Restore what :meth:`state` gave; returns self."""
+        return self
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
@@ -121,6 +129,14 @@ class Standardize(Transform):
         std = torch.where(std < self.eps, torch.ones_like(std), std)
         self.mean_, self.std_ = mean.float(), std.float()
         self.input_shape_ = tuple(x.shape[1:])
+        return self
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean_, "std": self.std_, "input_shape": torch.tensor(self.input_shape_)}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> "Standardize":
+        self.mean_, self.std_ = state["mean"], state["std"]
+        self.input_shape_ = tuple(state["input_shape"].tolist())
         return self
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,6 +191,14 @@ class Compose(Transform):
         for t in self.transforms:
             x = t(x)
         return x
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {f"{i}.{k}": v for i, t in enumerate(self.transforms) for k, v in t.state().items()}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> "Compose":
+        for i, t in enumerate(self.transforms):
+            t.load_state({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(i)})
+        return self
 
     def __repr__(self) -> str:
         return f"Compose({self.transforms!r})"

@@ -82,17 +82,19 @@ def list_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
-def decode_images(files: list[Path], size: int | None, grayscale: bool) -> torch.Tensor:
-    """uint8 (N, C, H, W): each file decoded with Pillow, as L or RGB, resized when ``size`` is given."""
+def decode_images(files: list[Path], size: int | tuple[int, int] | None, grayscale: bool) -> torch.Tensor:
+    """uint8 (N, C, H, W): each file decoded with Pillow, as L or RGB, resized to ``size``
+    (``(H, W)``, or an int for a square) when given: area resampling down, bilinear up."""
     from PIL import Image, UnidentifiedImageError
 
+    wh = None if size is None else ((size, size) if isinstance(size, int) else (size[1], size[0]))
     out, shape = [], None
     for f in files:
         try:
             with Image.open(f) as im:
                 im = im.convert("L" if grayscale else "RGB")
-                if size is not None and im.size != (size, size):
-                    im = im.resize((size, size), Image.Resampling.BOX if min(im.size) >= size
+                if wh is not None and im.size != wh:
+                    im = im.resize(wh, Image.Resampling.BOX if im.size[0] >= wh[0] and im.size[1] >= wh[1]
                                    else Image.Resampling.BILINEAR)
                 a = np.asarray(im)
         except (UnidentifiedImageError, OSError) as exc:
@@ -153,6 +155,19 @@ def folder(roots: list[Path], val_fraction: float, seed: int, path: str,
 
 # ------------------------------------------------------------------------------------------ arrays
 
+def prepare_x(x: np.ndarray, path: Path) -> torch.Tensor:
+    """Inputs as float (N, C, H, W) or (N, D): uint8 scaled to [0, 1], a channel axis added or moved first."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    t = t.float().div_(255.0) if x.dtype == np.uint8 else t.float()
+    if t.ndim == 3:
+        return t[:, None]
+    if t.ndim == 4 and t.shape[-1] in (1, 3) and t.shape[1] not in (1, 3):
+        return t.permute(0, 3, 1, 2).contiguous()
+    if t.ndim not in (2, 4):
+        raise DataError(f"{path}: x has shape {x.shape}; expected (N, D), (N, H, W) or images with channels")
+    return t
+
+
 def read_arrays(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     """``x`` as float (N, C, H, W) or (N, D), ``y``, and the class names of one ``.npz``."""
     try:
@@ -165,14 +180,7 @@ def read_arrays(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str] | Non
         raise DataError(f"{path}: cannot read npz ({exc})") from None
     if len(x) != len(y):
         raise DataError(f"{path}: {len(x)} inputs but {len(y)} targets")
-    t = torch.from_numpy(np.ascontiguousarray(x))
-    t = t.float().div_(255.0) if x.dtype == np.uint8 else t.float()
-    if t.ndim == 3:
-        t = t[:, None]
-    elif t.ndim == 4 and t.shape[-1] in (1, 3) and t.shape[1] not in (1, 3):
-        t = t.permute(0, 3, 1, 2).contiguous()
-    elif t.ndim not in (2, 4):
-        raise DataError(f"{path}: x has shape {x.shape}; expected (N, D), (N, H, W) or images with channels")
+    t = prepare_x(x, path)
     if np.issubdtype(y.dtype, np.integer):
         labels = torch.from_numpy(y.astype(np.int64))
         if labels.ndim != 1 or (len(labels) and labels.min() < 0):
@@ -207,3 +215,45 @@ def arrays(roots: list[Path], val_fraction: float, seed: int, path: str, test: s
     return Dataset("arrays", train, val, test_split, tuple(x.shape[1:]), classes,
                    names or (None if classes is None else [str(i) for i in range(classes)]),
                    info={"path": str(Path(path).resolve()), "test": test})
+
+
+# ------------------------------------------------------------------------------------------ new inputs
+
+def read_inputs(paths: list[str | Path], input_shape: tuple[int, ...]) -> tuple[list[str], torch.Tensor]:
+    """New inputs for a model of ``input_shape``: image files and folders of images (decoded as
+    the shape says: one channel or three, resized to its height and width, scaled to [0, 1]),
+    and ``.npz`` (``x``) or ``.npy`` arrays (prepared as the ``arrays`` dataset prepares them).
+    Returns a name per input (``file`` or ``file[i]``) and the float tensor (N, *input_shape)."""
+    names, parts = [], []
+    for entry in paths:
+        p = Path(entry).expanduser()
+        if not p.exists():
+            raise DataError(f"{p}: no such file or folder")
+        if p.suffix.lower() in (".npz", ".npy"):
+            x = _array_inputs(p)
+            names += [f"{p}[{i}]" for i in range(len(x))]
+        else:
+            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if p.is_dir() else [p]
+            if not files:
+                raise DataError(f"{p}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+                raise DataError(f"{p}: the model takes inputs of shape {tuple(input_shape)}, not images; "
+                                f"give an .npz or .npy array")
+            x = decode_images(files, tuple(input_shape[1:]), input_shape[0] == 1).float().div_(255.0)
+            names += [str(f) for f in files]
+        if tuple(x.shape[1:]) != tuple(input_shape):
+            raise DataError(f"{p}: inputs of shape {tuple(x.shape[1:])}; the model takes {tuple(input_shape)}")
+        parts.append(x)
+    return names, torch.cat(parts)
+
+
+def _array_inputs(path: Path) -> torch.Tensor:
+    try:
+        if path.suffix.lower() == ".npy":
+            return prepare_x(np.load(path, allow_pickle=False), path)
+        with np.load(path, allow_pickle=False) as z:
+            if "x" not in z.files:
+                raise DataError(f"{path}: keys {z.files}; expected 'x'")
+            return prepare_x(z["x"], path)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: cannot read the array ({exc})") from None

@@ -4,6 +4,7 @@
       recipe.yaml                      the validated recipe (with every --set applied)
       executor.json                    {"executor": "local" | "ddp" | "downpour", "options": {...}}
       data.json                        the data root the run was trained on, and the files read
+      inputs.safetensors               the inputs' shapes, classes and fitted transforms (predict, export)
       metrics.jsonl                    one JSON record per epoch (see visionnets.train.record)
       checkpoints/last.safetensors     model, optimizer, RNG and run state after the last epoch
       checkpoints/best.safetensors     the weights of the best epoch
@@ -33,7 +34,7 @@ from typing import Any
 import yaml
 
 from visionnets.errors import CheckpointError, ConfigError, DataError
-from visionnets.io import atomic_write_text
+from visionnets.io import atomic_write, atomic_write_text
 from visionnets.recipes import Recipe, load_recipe
 
 
@@ -205,6 +206,49 @@ class RunDir:
             raise DataError(f"{self.path}: trained on data under {root}, which is no longer there; "
                             f"pass --data-dir with the data's new place")
         return None if root is None else Path(root)
+
+    def write_inputs(self, recipe: Recipe, dataset) -> None:
+        """``inputs.safetensors``: what the model takes and gives (shapes, classes, tasks, modalities)
+        and the input transforms fitted on the training data, so the run can prepare new inputs
+        and be rebuilt without loading its training data (``predict``, ``export``)."""
+        from safetensors.torch import save_file
+
+        meta = {"dataset": dataset.name, "input_shape": list(dataset.input_shape), "num_outputs": dataset.num_outputs,
+                "num_classes": dataset.num_classes, "class_names": dataset.class_names, "tasks": dataset.tasks,
+                "modalities": None if not dataset.modalities else {k: list(v) for k, v in dataset.modalities.items()},
+                "transforms": recipe.data.transforms}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in
+                   (dataset.transform.state() if dataset.transform is not None else {}).items()}
+        atomic_write(self.path / "inputs.safetensors",
+                     lambda tmp: save_file(tensors, tmp, metadata={"visionnets": json.dumps(meta)}))
+
+    def inputs(self):
+        """``(dataset, transform)``: a dataset with the run's shapes and classes and no examples, and
+        the fitted input transforms (None when the recipe has none)."""
+        import torch
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        from visionnets.data.base import Dataset, Split
+        from visionnets.data.specs import build_transforms
+
+        path = self.path / "inputs.safetensors"
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing; this run was made before runs recorded their inputs: "
+                                  f"train it again to predict with it")
+        with safe_open(str(path), "pt") as fh:
+            meta = json.loads((fh.metadata() or {})["visionnets"])
+        shape = tuple(meta["input_shape"])
+        n_out = meta["num_outputs"]
+        empty = Split(torch.zeros(0, *shape), torch.zeros(0, dtype=torch.long) if meta["num_classes"] is not None
+                      else torch.zeros(0, n_out))
+        modalities = None if meta["modalities"] is None else {k: tuple(v) for k, v in meta["modalities"].items()}
+        dataset = Dataset(meta["dataset"], empty, None, empty, shape, meta["num_classes"], meta["class_names"],
+                          tasks=meta["tasks"], modalities=modalities)
+        transform = build_transforms(meta["transforms"])
+        if transform is not None:
+            transform.load_state(load_file(str(path)))
+        return dataset, transform
 
     def read_metrics(self, upto_epoch: int | None = None) -> list[dict[str, Any]]:
         """The per-epoch records (up to ``upto_epoch``); none when the file is absent."""

@@ -184,6 +184,7 @@ def prepare(recipe: Any = None, overrides: list[str] | tuple[str, ...] = (), dat
         run_dir.write_recipe(rec)
         run_dir.write_data(data_dir if data_dir is not None else os.environ.get(ENV_VAR) or None,
                            dataset.info.get("files", []))
+        run_dir.write_inputs(rec, dataset)
         pretrain(rec, model, dataset, run_dir)
     else:
         run_dir.write_recipe(rec)
