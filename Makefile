@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# The tests also exercise the optional extras: Ray (Downpour) and TensorBoard logging.
+# The tests also exercise the optional extras: Ray (Downpour), TensorBoard logging, ONNX export.
 $(TESTSTAMP): $(STAMP)
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,distributed,tensorboard]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,distributed,tensorboard,export]'
 	touch $(TESTSTAMP)
 
 install: $(STAMP)
@@ -33,7 +33,7 @@ stress: $(TESTSTAMP)
 
 # All extras (Ray, TensorBoard, JAX for the layer benchmark).
 install-all: $(STAMP)
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,distributed,tensorboard,bench]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,distributed,tensorboard,export,bench]'
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,5 +1,6 @@
 """Your own data: a folder of images per class and arrays in an .npz, from the command line to eval."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -123,3 +124,35 @@ def test_predict_new_images_with_the_runs_own_preprocessing(tmp_path, capsys, mo
     assert main(["predict", str(out), str(tmp_path / "gone" / "rings" / "0.png"), "--csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "input,label,rings,squares" and len(lines) == 2
+
+
+def test_export_onnx_runs_in_onnxruntime_at_two_batch_sizes(tmp_path, capsys):
+    """A folder of PNGs trained, then exported: onnxruntime (a real client) on raw images gives
+    the scores predict gives, at batch 1 and 7 from one export; TorchScript as well."""
+    import os
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("onnxruntime is not installed; CI=true: the export extra must be installed")
+        pytest.skip("onnxruntime is not installed (pip install 'visionnets[export]')")
+    import onnxruntime
+
+    from visionnets import api
+
+    root = make_folder(tmp_path / "images", n=10)
+    out = tmp_path / "run"
+    assert main(["train", "digits_convnet", "--data", f"folder:{root}", "--out", str(out), "--no-progress",
+                 "--set", "train.epochs=1", "--set", "data.transforms=[standardize]",
+                 "--set", "model.stages=[{channels: 4, kernel: 3, padding: same}]", "--set", "model.hidden=[8]"]) == 0
+    assert main(["export", str(out)]) == 0
+    about = json.loads((out / "model.onnx.json").read_text())
+    assert about["input"]["shape"] == [None, 3, 12, 12] and about["class_names"] == ["rings", "squares"]
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"))
+    _, raw = read_inputs([root], (3, 12, 12))
+    for n in (1, 7):
+        got = session.run(None, {"input": raw[:n].numpy()})[0]
+        want = api.predict(out, raw[:n])["scores"]
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=0)
+    assert main(["export", str(out), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    scripted = torch.jit.load(str(tmp_path / "m.pt"))
+    torch.testing.assert_close(scripted(raw[:7]), api.predict(out, raw[:7])["scores"], atol=1e-5, rtol=0)

@@ -24,6 +24,7 @@ from torch import nn
 
 import visionnets.distributed  # noqa: F401  (registers the ddp and downpour executors)
 from visionnets.data.base import Dataset
+from visionnets.deploy import export_model, load_model
 from visionnets.errors import ConfigError
 from visionnets.device import resolve_device
 from visionnets.recipes import Recipe
@@ -32,7 +33,7 @@ from visionnets.train.rundir import RunDir
 from visionnets.train.setup import EXECUTORS, build_data, build_model_for, objective_for, prepare
 from visionnets.train.trainer import evaluate_model
 
-__all__ = ["Run", "RunResult", "evaluate", "load_model", "load_run", "predict", "train"]
+__all__ = ["Run", "RunResult", "evaluate", "export_model", "load_model", "load_run", "predict", "train"]
 
 
 @dataclass
@@ -115,17 +116,6 @@ def evaluate(run: Run, split: str = "test", device: str = "auto") -> dict[str, A
     result = evaluate_model(run.model.to(dev), run.objective, run.dataset.split(split),
                             run.recipe["train"]["eval_batch_size"], dev)
     return {"split": split, **result}
-
-
-def load_model(run_dir: str | Path, which: str = "best"):
-    """The run's trained model on CPU in eval mode, its data-free dataset (shapes, classes) and
-    its fitted input transforms, without loading the training data: ``(model, dataset, transform)``."""
-    rd = RunDir.open(run_dir)
-    weights = rd.weights(which)
-    dataset, transform = rd.inputs()
-    model = build_model_for(rd.recipe(), dataset)
-    load_checkpoint(weights, model)
-    return model.eval(), dataset, transform
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ COMMANDS = {
     "train": ("visionnets.commands.train", "train from a recipe, or resume a run"),
     "eval": ("visionnets.commands.eval", "evaluate a run directory on a split"),
     "predict": ("visionnets.commands.predict", "labels and probabilities of a run for new images or arrays"),
+    "export": ("visionnets.commands.export", "a run's model as an ONNX or TorchScript file"),
     "recipes": ("visionnets.commands.recipes", "list the bundled recipes, or print one"),
     "show": ("visionnets.commands.show", "pictures of what a trained net learned (filters, top images, optimal input)"),
     "compare": ("visionnets.commands.compare", "the tutorial's MNIST table: our nets beside boosting, k-NN, SVM"),
