@@ -63,7 +63,7 @@ def test_missing_files_error_lists_names_and_places(tmp_path, monkeypatch):
 
 def test_registry_and_option_errors():
     assert {"digits", "mnist", "multimnist", "avmnist", "cifar10", "faces", "natural", "cosine"} <= set(DATASETS.names())
-    with pytest.raises(ConfigError, match="data.name: unknown dataset 'nope'; expected one of: avmnist, cifar10"):
+    with pytest.raises(ConfigError, match="data.name: unknown dataset 'nope'; expected one of: arrays, avmnist, cifar10"):
         load_dataset("nope")
     with pytest.raises(ConfigError, match=r"data.options.n_trian: unknown key for dataset 'cosine' "
                                           r"\(did you mean 'n_train'\?\); expected one of: n_train, n_test"):
