@@ -234,6 +234,9 @@ def test_progress_in_a_log_is_one_line_per_epoch_without_bar_frames(tmp_path, ca
     assert main(["train", "digits_convnet", "--set", "train.epochs=2", "--out", str(tmp_path / "run")]) == 0
     out, err = capsys.readouterr()
     assert "\r" not in out + err                              # no progress-bar frames
-    assert [line.split(":")[0] for line in err.strip().splitlines()] == \
-        ["RBM epoch 1", "RBM epoch 2", "RBM epoch 3", "KMeans epoch 1", "KMeans epoch 2"]
-    assert sum(line.startswith("epoch ") for line in out.splitlines()) == 2
+    # estimators print as scikit-learn's do: one line per iteration on stdout
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert [line.split(",")[0] for line in lines] == ["[RBM] Iteration 1", "[RBM] Iteration 2", "[RBM] Iteration 3",
+                                                      "[KMeans] Iteration 1", "[KMeans] Iteration 2"]
+    assert all(line.endswith("s") and "time = " in line for line in lines)
+    assert sum(line.startswith("epoch ") for line in out.splitlines()) == 2     # the trainer: a line per epoch

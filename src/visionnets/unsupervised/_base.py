@@ -15,18 +15,19 @@ torch tensors (the output is a tensor on the device the learner lives on).
 from __future__ import annotations
 
 import math
-import sys
 import numbers
+import sys
+import time
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from visionnets.device import resolve_device
 from visionnets.errors import ConfigError, DataError, TrainingError
 
-from sklearn.utils.validation import validate_data
 
 
 def make_generator(random_state, device: torch.device) -> torch.Generator:
@@ -62,7 +63,7 @@ def log_line(enabled: bool, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-class TorchTransformer(TransformerMixin, BaseEstimator):
+class TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: mini-batch training loop, validation, transform in batches, history.
 
     Subclasses must have the hyper-parameters ``batch_size``, ``n_epochs``, ``device``,
@@ -76,8 +77,15 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
             if not isinstance(v, numbers.Integral) or v < 1:
                 raise ConfigError(f"{type(self).__name__}: {name}={v!r}; expected an int >= 1")
 
+    @property
+    def _n_features_out(self) -> int:
+        """How many features ``transform`` gives (names: ``<class name lowercase><i>``)."""
+        return getattr(self, "n_components", None) or self.n_clusters
+
     def _to_tensor(self, X, reset: bool) -> tuple[torch.Tensor, bool]:
-        """Validate ``X`` and return it as a float32 tensor on ``device_`` and whether it was a tensor."""
+        """Validate ``X`` (dense or sparse, any numeric dtype) and return it as a float32 tensor on
+        ``device_``, and whether it was a tensor; remembers a NumPy input's dtype (``transform``
+        answers in float64 for float64 or integer input, as scikit-learn's transformers do)."""
         if isinstance(X, torch.Tensor):
             if X.ndim != 2:
                 raise DataError(f"{type(self).__name__}: X has shape {tuple(X.shape)}; expected a 2-D (n_samples, n_features) tensor")
@@ -91,7 +99,11 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
                 raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
                                 f"{self.n_features_in_} features as input")
             return X.to(self.device_, torch.float32), True
-        arr = validate_data(self, X, reset=reset, dtype=(np.float32, np.float64), ensure_min_samples=1)
+        arr = validate_data(self, X, reset=reset, dtype=(np.float64, np.float32), ensure_min_samples=1,
+                            accept_sparse=("csr", "csc"))
+        self._out_dtype = arr.dtype
+        if sparse.issparse(arr):
+            arr = arr.toarray()
         return torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float32), device=self.device_), False
 
     # ---- fitting --------------------------------------------------------------------------
@@ -134,8 +146,8 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
         n = x.shape[0]
         bs = min(self.batch_size, n)
         n_batches = math.ceil(n / bs)
-        bar = progress(range(n_epochs), self.verbose, type(self).__name__)
-        for _ in bar:
+        for _ in range(n_epochs):
+            t_epoch = time.perf_counter()
             order = torch.randperm(n, generator=self._generator, device=self.device_)
             totals: dict[str, float] = {}
             for i in range(n_batches):
@@ -147,15 +159,18 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
             record = {"epoch": self.n_iter_, **{k: v / n_batches for k, v in totals.items()}}
             self._end_epoch(x, record)
             self.history_.append(record)
-            numbers = {k: f"{v:.4g}" for k, v in record.items() if k != "epoch"}
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(numbers)
-            log_line(self.verbose, f"{type(self).__name__} epoch {self.n_iter_}: "
-                                   + " ".join(f"{k} {v}" for k, v in numbers.items()))
+            self._report(record, t_epoch)
             for k, v in record.items():
                 if isinstance(v, float) and not math.isfinite(v):
                     raise TrainingError(f"{type(self).__name__}: {k} became {v} at epoch {self.n_iter_}; "
                                         f"lower learning_rate")
+
+    def _report(self, record: dict, started: float) -> None:
+        """With ``verbose``, one line per iteration on stdout, as scikit-learn's estimators print."""
+        if self.verbose:
+            numbers = [f"{k.replace('_', '-')} = {v:.2f}" for k, v in record.items() if k != "epoch"]
+            print(", ".join([f"[{type(self).__name__}] Iteration {self.n_iter_}", *numbers,
+                             f"time = {time.perf_counter() - started:.2f}s"]), flush=True)
 
     def _end_epoch(self, x: torch.Tensor, record: dict) -> None:
         """Hook: add monitoring numbers to ``record`` after each epoch."""
@@ -166,7 +181,7 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "n_iter_")
         x, was_tensor = self._to_tensor(X, reset=False)
         out = self._batched(self._encode, x)
-        return out if was_tensor else out.cpu().numpy()
+        return out if was_tensor else out.cpu().numpy().astype(self._out_dtype, copy=False)
 
     @torch.no_grad()
     def _batched(self, fn, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
@@ -175,21 +190,31 @@ class TorchTransformer(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         if tags.transformer_tags is not None:
-            tags.transformer_tags.preserves_dtype = ["float32"]
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = True
         tags.non_deterministic = self.random_state is None if hasattr(self, "random_state") else False
         return tags
 
     def __getstate__(self):
+        """Picklable: the generator as its state, the optimizer as its state dict (rebuilt on loading,
+        so ``partial_fit`` continues after a round trip)."""
         state = self.__dict__.copy()
         g = state.pop("_generator", None)
         if g is not None:
             state["_generator_state"] = (str(g.device), g.get_state())
+        opt = state.pop("_optim", None)
+        if opt is not None:
+            state["_optim_state"] = opt.state_dict()
         return state
 
     def __setstate__(self, state):
         saved = state.pop("_generator_state", None)
+        optim = state.pop("_optim_state", None)
         self.__dict__.update(state)
         if saved is not None:
             g = torch.Generator(device=saved[0])
             g.set_state(saved[1])
             self._generator = g
+        if optim is not None:
+            self._optim = self._new_optimizer()
+            self._optim.load_state_dict(optim)

@@ -215,12 +215,13 @@ class AutoEncoder(TorchTransformer):
                 dec.bias.zero_()
         self.decoder_ = nn.Sequential(dec, make_activation(self.decoder_activation))
         self.module_ = AutoEncoderModule(self.encoder_, self.decoder_)
+        self._optim = self._new_optimizer()
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.module_.parameters())
         if self.optimizer == "adam":
-            self._optim = torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
-        else:
-            self._optim = torch.optim.SGD(params, lr=self.learning_rate, momentum=0.9,
-                                          weight_decay=self.weight_decay)
+            return torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.learning_rate, momentum=0.9, weight_decay=self.weight_decay)
 
     def _weights(self):
         enc = self.encoder_[0]

@@ -18,6 +18,7 @@ scikit-learn style estimator:
 from __future__ import annotations
 
 import numbers
+import time
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from visionnets.errors import ConfigError, DataError
-from visionnets.unsupervised._base import TorchTransformer, log_line, make_generator, progress
+from visionnets.unsupervised._base import TorchTransformer, make_generator
 
 
 def _images_tensor(images) -> torch.Tensor:
@@ -230,7 +231,8 @@ class KMeans(TorchTransformer):
     def fit(self, X, y=None):
         x = self._start(X)
 
-        for _ in progress(range(self.n_epochs), self.verbose, "KMeans"):
+        for _ in range(self.n_epochs):
+            started = time.perf_counter()
             sums = torch.zeros_like(self.cluster_centers_)
             counts = torch.zeros_like(self.counts_)
             inertia = 0.0
@@ -247,8 +249,7 @@ class KMeans(TorchTransformer):
             self.inertia_ = inertia
             self.history_.append({"epoch": self.n_iter_, "inertia": inertia / x.shape[0],
                                   "empty_clusters": int((counts == 0).sum())})
-            log_line(self.verbose, f"KMeans epoch {self.n_iter_}: inertia {inertia / x.shape[0]:.4g} "
-                                   f"empty_clusters {self.history_[-1]['empty_clusters']}")
+            self._report(self.history_[-1], started)
         return self
 
     def _update_from_sums(self, sums, counts) -> None:

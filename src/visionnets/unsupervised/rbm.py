@@ -33,6 +33,7 @@ import numbers
 
 import torch
 import torch.nn.functional as F
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -131,6 +132,10 @@ def pseudo_likelihood(v: torch.Tensor, w: torch.Tensor, b_v: torch.Tensor, b_h: 
 # ---------------------------------------------------------------------------------------------
 # estimator
 # ---------------------------------------------------------------------------------------------
+def _bernoulli(est) -> bool:
+    return est.visible == "bernoulli"
+
+
 class RBM(TorchTransformer):
     """Restricted Boltzmann machine (Bernoulli or Gaussian visibles, Bernoulli hiddens).
 
@@ -321,13 +326,15 @@ class RBM(TorchTransformer):
 
     @torch.no_grad()
     def _end_epoch(self, x, record) -> None:
-        if not self.monitor:
-            return
+        """The epoch's mean pseudo-log-likelihood (Bernoulli visibles; with ``monitor`` or, as
+        scikit-learn's RBM reports it, ``verbose``) and reconstruction error (``monitor``), on up to
+        1,000 rows."""
         sub = x[:1000]
-        record["reconstruction_error"] = float(self.reconstruction_error(sub).mean())
-        if self.visible == "bernoulli":
+        if self.visible == "bernoulli" and (self.monitor or self.verbose):
             w, b_v, b_h = self._params()
             record["pseudo_likelihood"] = float(pseudo_likelihood(sub, w, b_v, b_h).mean())
+        if self.monitor:
+            record["reconstruction_error"] = float(self.reconstruction_error(sub).mean())
 
     def _encode(self, x):
         w, _, b_h = self._params()
@@ -359,15 +366,15 @@ class RBM(TorchTransformer):
         out = self._batched(rec, x)
         return out if was_tensor else out.cpu().numpy()
 
+    @available_if(_bernoulli)
     @torch.no_grad()
     def score_samples(self, X):
-        """Exact pseudo-log-likelihood ``sum_i log p(v_i | v_-i)`` of each row (Bernoulli visibles only)."""
-        if self.visible != "bernoulli":
-            raise ConfigError("RBM.score_samples: pseudo-likelihood is defined here for visible='bernoulli' only")
+        """Exact pseudo-log-likelihood ``sum_i log p(v_i | v_-i)`` of each row (Bernoulli visibles only:
+        an RBM with Gaussian visibles has no such method)."""
         x, was_tensor = self._fitted_tensor(X)
         w, b_v, b_h = (t.double() for t in self._params())   # float64: a row's score must not
         out = pseudo_likelihood(x.double(), w, b_v, b_h)      # depend on the batch around it
-        return out if was_tensor else out.cpu().numpy()
+        return out if was_tensor else out.cpu().numpy().astype(self._out_dtype, copy=False)
 
     def score(self, X, y=None) -> float:
         """Mean pseudo-log-likelihood (Bernoulli) or minus mean reconstruction error (Gaussian)."""

@@ -101,12 +101,14 @@ class RICA(TorchTransformer):
     def _init_state(self, n_features, generator, x) -> None:
         w = torch.randn(self.n_components, n_features, generator=generator, device=self.device_)
         self._w = nn.Parameter(normalize_rows(w))
-        if self.optimizer == "lbfgs":
-            self._optim = torch.optim.LBFGS([self._w], lr=1.0, max_iter=self.max_iter,
-                                            history_size=20, line_search_fn="strong_wolfe")
-        else:
-            self._optim = torch.optim.Adam([self._w], lr=self.learning_rate)
+        self._optim = self._new_optimizer()
         self._refresh()
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer == "lbfgs":
+            return torch.optim.LBFGS([self._w], lr=1.0, max_iter=self.max_iter, history_size=20,
+                                     line_search_fn="strong_wolfe")
+        return torch.optim.Adam([self._w], lr=self.learning_rate)
 
     def _refresh(self) -> None:
         with torch.no_grad():
