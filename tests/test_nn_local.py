@@ -217,3 +217,13 @@ def test_locally_connected_gradients_match_reference_over_many_rows(shape, chunk
         got = torch.autograd.grad(y, (x, weight, bias), g, retain_graph=True)
         for a, r in zip(got, ref):
             torch.testing.assert_close(a, r)
+
+
+def test_jit_trace_of_every_custom_layer_matches_eager():
+    from visionnets.nn import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d, TiledConv2d
+
+    for layer in (LocallyConnected2d(2, 3, 3, input_size=(8, 8)), TiledConv2d(2, 3, 3, 2, input_size=(8, 8)),
+                  LocalContrastNorm2d(2, 5), L2Pool2d(2)):
+        x = torch.randn(2, 2, 8, 8)
+        traced = torch.jit.trace(layer, x, check_trace=False)
+        torch.testing.assert_close(traced(x), layer(x), msg=type(layer).__name__)

@@ -84,9 +84,27 @@ def test_arguments_are_checked():
         L2Pool2d(2, padding=2)
     with pytest.raises(ConfigError, match="eps"):
         L2Pool2d(2, eps=-1.0)
-    with pytest.raises(ConfigError, match=r"expected input \(B, C, H, W\)"):
-        L2Pool2d(2)(torch.randn(3, 4, 4))
+    with pytest.raises(ConfigError, match=r"expected input \(B, C, H, W\) or \(C, H, W\)"):
+        L2Pool2d(2)(torch.randn(4, 4))
 
 
 def test_reexports_are_torch_pools():
     assert MaxPool2d is torch.nn.MaxPool2d and AvgPool2d is torch.nn.AvgPool2d
+
+
+def test_unbatched_input_as_torch_pooling_takes_it():
+    from visionnets.nn import L2Pool2d
+
+    x = torch.randn(3, 8, 8)
+    torch.testing.assert_close(L2Pool2d(2)(x), L2Pool2d(2)(x[None])[0])
+    assert L2Pool2d(2)(x).shape == torch.nn.LPPool2d(2, 2)(x).shape
+
+
+def test_tiled_conv_takes_the_same_path_at_every_batch_size():
+    """A model traced at batch 2 runs at batch 32: the algorithm does not depend on the batch."""
+    from visionnets.nn import TiledConv2d
+
+    layer = TiledConv2d(2, 3, 3, tile_size=6, input_size=(8, 8))     # a tile as large as the output
+    traced = torch.jit.trace(layer, torch.randn(2, 2, 8, 8))
+    x = torch.randn(32, 2, 8, 8)
+    torch.testing.assert_close(traced(x), layer(x))

@@ -42,8 +42,16 @@ __all__ = [
 CHUNK_BYTES = 4 * 2**20
 
 
+def _int(v):
+    """A size: an int, or (under ``torch.jit.trace``, where shapes are traced) a 0-d integer tensor."""
+    if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_floating_point():
+        return int(v)
+    return v
+
+
 def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
+    value = _int(value)
+    pair = (value, value) if isinstance(value, int) else tuple(_int(v) for v in value)
     if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
         raise ConfigError(f"{name}: expected an int >= {minimum} or a pair of them, got {value!r}")
     return pair
@@ -276,8 +284,9 @@ def tiled_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stri
     (B, O, oh, ow). A 1x1 tile is a convolution; a tile the size of the output is a locally
     connected layer. Computed as one grouped convolution over the th*tw shifted sub-grids
     (each sub-grid is a convolution of stride th*s, tw*s), or, when the tile is so large that
-    the th*tw shifted copies of the input outweigh a full locally connected weight, as
-    ``locally_connected2d`` with the tiles repeated.
+    the th*tw shifted copies of one example outweigh a full locally connected weight, as
+    ``locally_connected2d`` with the tiles repeated. The choice does not depend on the batch
+    size, so a model traced or exported at one batch size runs at any other.
 
     >>> x = torch.randn(2, 3, 9, 9)
     >>> w = torch.randn(2, 2, 4, 3, 3, 3)
@@ -298,7 +307,7 @@ def tiled_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stri
     if th * tw == 1:
         return F.conv2d(input, weight[0, 0], bias, (sh, sw), (ph, pw))
     b, _, h, w = input.shape
-    if th * tw * input.numel() > oh * ow * o * c * kh * kw:
+    if th * tw * input[0].numel() > oh * ow * o * c * kh * kw:   # per example: the same path at every batch size
         rows = torch.arange(oh, device=weight.device) % th
         cols = torch.arange(ow, device=weight.device) % tw
         full = weight[rows[:, None], cols[None, :]]
@@ -378,8 +387,10 @@ def lp_pool2d(input: Tensor, p: float, kernel_size, stride=None, padding=0, gaus
     """
     stride = kernel_size if stride is None else stride
     check_pool_args(p, kernel_size, stride, padding, eps)
+    if input.dim() == 3:                    # one unbatched (C, H, W) input, as torch's pooling takes it
+        return lp_pool2d(input[None], p, kernel_size, stride, padding, gaussian, eps)[0]
     if input.dim() != 4:
-        raise ConfigError(f"lp_pool2d: expected input (B, C, H, W), got shape {tuple(input.shape)}")
+        raise ConfigError(f"lp_pool2d: expected input (B, C, H, W) or (C, H, W), got shape {tuple(input.shape)}")
     powered = input * input if p == 2 else input.abs().pow(p)
     total = _window_sum(powered, kernel_size, stride, padding, gaussian)
     return (total + eps).sqrt() if p == 2 else (total + eps).pow(1.0 / p)
