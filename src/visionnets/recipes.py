@@ -36,6 +36,7 @@ class DataSection(_Section):
     val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.1
     seed: int = 0
     labels_per_class: PosInt | None = None   # keep that many training labels per class, the rest unlabeled
+    input_shape: list[PosInt] | None = None  # one input's shape, known in advance: `plan` needs no data
     transforms: list[Spec] = []
     augment: list[Spec] = []
     options: dict[str, Any] = {}

@@ -9,6 +9,7 @@ COMMANDS = {
     "export": ("visionnets.commands.export", "a run's model as an ONNX or TorchScript file"),
     "recipes": ("visionnets.commands.recipes", "list the bundled recipes, or print one"),
     "show": ("visionnets.commands.show", "pictures of what a trained net learned (filters, top images, optimal input)"),
+    "plan": ("visionnets.commands.plan", "parameters, memory and FLOPs of a recipe's model, without allocating it"),
     "compare": ("visionnets.commands.compare", "the tutorial's MNIST table: our nets beside boosting, k-NN, SVM"),
     "coates": ("visionnets.commands.coates", "learn features from CIFAR-10 patches and classify (Coates et al. 2011)"),
     "data": ("visionnets.commands.data", "list datasets and check their files against known SHA-256 sums"),

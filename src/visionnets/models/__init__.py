@@ -1,4 +1,5 @@
-"""Architectures found by name: ``linear``, ``mlp``, ``convnet`` (and any a user registers).
+"""Architectures found by name: ``linear``, ``mlp``, ``convnet``, ``le2012`` (Le et al.'s locally
+connected stages), ``bimodal`` (several inputs), and any a user registers.
 
 Every factory takes the library-supplied ``input_shape`` (one example, e.g. ``(1, 28, 28)``)
 and ``num_outputs``, plus the keyword arguments of the recipe's ``model:`` section::
@@ -11,7 +12,7 @@ and ``num_outputs``, plus the keyword arguments of the recipe's ``model:`` secti
 Add your own with ``@MODELS.register("name")`` on a function returning an ``nn.Module``.
 """
 
-from visionnets.models import bimodal, convnet, linear, mlp  # noqa: F401  (register the built-ins)
+from visionnets.models import bimodal, convnet, le2012, linear, mlp  # noqa: F401  (register the built-ins)
 from visionnets.models.catalog import MODELS, build_model, count_parameters
 
 __all__ = ["MODELS", "build_model", "count_parameters"]

@@ -178,6 +178,9 @@ def prepare(recipe: Any = None, overrides: list[str] | tuple[str, ...] = (), dat
     if run_dir is not None:
         data_dir = run_dir.data_root(data_dir)
     dataset = build_data(rec, data_dir)
+    if rec.data.input_shape is not None and tuple(rec.data.input_shape) != tuple(dataset.input_shape):
+        raise ConfigError(f"data.input_shape: {rec.data.input_shape}, but dataset {dataset.name!r} gives inputs of "
+                          f"shape {list(dataset.input_shape)}")
     model = build_model_for(rec, dataset)
     if run_dir is None:
         run_dir = RunDir.create(out, rec.name)
