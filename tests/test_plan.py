@@ -3,7 +3,6 @@
 import json
 import resource
 
-import pytest
 import torch
 
 from visionnets.cli import main

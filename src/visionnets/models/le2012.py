@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Annotated
 
-import torch
 from pydantic import Field
 from torch import nn
 
