@@ -43,3 +43,16 @@ def test_a_scaled_le2012_trains_and_a_wrong_input_shape_is_named(tmp_path, capsy
         assert plan("digits_convnet", ["model={name: le2012, stages: 2, kernel: 3, maps: 4}"])["parameters"] > 0
     assert main(["train", "digits_convnet", "--set", "data.input_shape=[1, 9, 9]", "--out", str(tmp_path / "x")]) == 2
     assert "data.input_shape: [1, 9, 9], but dataset 'digits' gives inputs of shape [1, 8, 8]" in capsys.readouterr().err
+
+
+def test_activations_of_a_named_layer_and_a_bad_name(tmp_path):
+    from visionnets import api
+    from visionnets.errors import ConfigError
+
+    r = api.train("digits_convnet", ["train.epochs=1"], out=tmp_path / "run", progress=False, figures=False)
+    run = api.load_run(r.run_dir)
+    x = run.dataset.test.x[:5]
+    assert api.activations(run, x).shape == (5, 10)                          # the top: the class scores
+    assert api.activations(run, x, "stage1.filter").shape == (5, 32 * 8 * 8)
+    with pytest.raises(ConfigError, match="no layer named 'stage1.filtr' in the model \\(did you mean 'stage1.filter'"):
+        api.activations(run, x, "stage1.filtr")

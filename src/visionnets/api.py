@@ -33,7 +33,8 @@ from visionnets.train.rundir import RunDir
 from visionnets.train.setup import EXECUTORS, build_data, build_model_for, objective_for, prepare
 from visionnets.train.trainer import evaluate_model
 
-__all__ = ["Run", "RunResult", "evaluate", "export_model", "load_model", "load_run", "predict", "train"]
+__all__ = ["Run", "RunResult", "activations", "evaluate", "export_model", "load_model", "load_run", "predict",
+           "train"]
 
 
 @dataclass
@@ -144,3 +145,18 @@ def predict(run_dir: str | Path, x: torch.Tensor, which: str = "best", batch_siz
         names = dataset.class_names if not dataset.tasks else [str(i) for i in range(probs.shape[1])]
         out[name] = {"scores": s, "probabilities": probs, "labels": probs.argmax(1), "class_names": names}
     return out[""] if "" in out else out
+
+
+@torch.no_grad()
+def activations(run: Run, x: torch.Tensor, layer: str | None = None, batch_size: int = 512) -> torch.Tensor:
+    """The activations (N, units) of ``layer`` (a name of ``run.model.named_modules()``; default: the
+    top, the model's last layer) for inputs ``x`` prepared as the run's data (e.g. a split's ``x``),
+    flattened per example, on CPU: the features a trained net computes, for analysis elsewhere."""
+    from visionnets.viz.top import layer_output
+
+    model = run.model.eval()
+    if layer is None:
+        layer = [name for name, m in model.named_modules() if name and not list(m.children())][-1]
+    device = next(model.parameters()).device
+    return torch.cat([layer_output(model, layer, x[i:i + batch_size].to(device)).flatten(1).cpu()
+                      for i in range(0, len(x), batch_size)])
