@@ -3,6 +3,7 @@
 import json
 import resource
 
+import pytest
 import torch
 
 from visionnets.cli import main
