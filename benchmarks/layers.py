@@ -21,6 +21,7 @@ input plus the step's outputs (y, dx, dW, db).
 
     flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/layers.py            # ~5 min on 2 cores
     .venv/bin/python benchmarks/layers.py --shapes a --threads 1 --rounds 3   # quick look
+    .venv/bin/python benchmarks/layers.py --baseline HEAD~1 --no-memory        # before/after a change
 """
 
 from __future__ import annotations
@@ -75,6 +76,13 @@ def _setup_local(name: str, impl: str, torch, seed: int = 0):
         def step():
             layer(xg).backward(g)
         return step, {"x": xg, "module": layer}
+    if impl == "baseline":   # the same layer through another revision's functional.py (--baseline)
+        layer, base = LocallyConnected2d(c, o, k, input_size=(h, w)), _baseline_module()
+        xg = x.requires_grad_()
+
+        def step():
+            base.locally_connected2d(xg, layer.weight, layer.bias).backward(g)
+        return step, {"x": xg, "module": layer}
     if impl == "unfold_einsum":
         weight = (torch.randn(oh * ow, o, c * k * k, generator=gen) * 0.05).requires_grad_()
         bias = torch.zeros(o, oh, ow, requires_grad=True)
@@ -105,6 +113,17 @@ def _setup_local(name: str, impl: str, torch, seed: int = 0):
             jax.block_until_ready(grad(jx, jw, jb))
         return step, {}
     raise ValueError(f"unknown implementation {impl!r}")
+
+
+def _baseline_module():
+    """``visionnets/nn/functional.py`` as of the ``--baseline`` revision (a file path in
+    VN_BASELINE), loaded beside today's, so before and after run in one process."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("baseline_functional", os.environ["VN_BASELINE"])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _time(fns: dict, rounds: int) -> dict:
@@ -145,7 +164,7 @@ def worker(threads: int, shapes: list[str], rounds: int) -> dict:
            "local": [], "lcn": [], "l2pool": []}
     for name in shapes:
         fns = {}
-        for impl in LOCAL_IMPLS:
+        for impl in LOCAL_IMPLS + (["baseline"] if os.environ.get("VN_BASELINE") else []):
             if impl == "jax" and jax_note:
                 continue
             fns[impl] = _setup_local(name, impl, torch)[0]
@@ -165,8 +184,12 @@ def _lcn_row(name: str, torch, rounds: int) -> dict:
     gp = torch.randn(b, c, h // 2, w // 2)
     lcn, conv = LocalContrastNorm2d(c, 9), torch.nn.Conv2d(c, c, 3, padding=1)
     l2, mx = L2Pool2d(2), torch.nn.MaxPool2d(2)
-    secs = _time({"lcn": lambda: lcn(x).backward(g), "conv3x3": lambda: conv(x).backward(g),
-                  "l2pool": lambda: l2(x).backward(gp), "maxpool": lambda: mx(x).backward(gp)}, rounds)
+    fns = {"lcn": lambda: lcn(x).backward(g), "conv3x3": lambda: conv(x).backward(g),
+           "l2pool": lambda: l2(x).backward(gp), "maxpool": lambda: mx(x).backward(gp)}
+    if os.environ.get("VN_BASELINE"):
+        base = _baseline_module()
+        fns["lcn_baseline"] = lambda: base.local_contrast_norm2d(x, 9).backward(g)
+    secs = _time(fns, rounds)
     return {"shape": name, "dims": LCN_SHAPES[name], **{f"{k}_ms": v * 1e3 for k, v in secs.items()}}
 
 
@@ -230,6 +253,9 @@ def main() -> None:
     ap.add_argument("--out", default="layers", help="results/<out>.json")
     ap.add_argument("--append", action="store_true",
                     help="keep the rows of results/<out>.json for other shapes / thread counts")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also time the layers of git revision REV (its nn/functional.py, in the same "
+                         "process): before/after ratios of a change")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--memory", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -243,6 +269,16 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _common import table, write_json
 
+    if a.baseline:
+        import tempfile
+
+        src = subprocess.run(["git", "show", f"{a.baseline}:src/visionnets/nn/functional.py"], check=True,
+                             capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+            fh.write(src.replace('"visionnets::', '"visionnets_baseline::'))  # its custom ops apart from ours
+        os.environ["VN_BASELINE"] = fh.name
+        rev = subprocess.run(["git", "rev-parse", "--short", a.baseline], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     runs = [] if a.no_timing else [_run(["--worker", str(t), "--shapes", *a.shapes, "--rounds", str(a.rounds)], t)
                                    for t in a.threads]
     try:
@@ -260,10 +296,13 @@ def main() -> None:
             row["ours/einsum"] = r["ours_ms"] / r["unfold_einsum_ms"]
             if "jax_ms" in r:
                 row["ours/jax"] = r["ours_ms"] / r["jax_ms"]
+            if "baseline_ms" in r:
+                row["ours/baseline"] = r["ours_ms"] / r["baseline_ms"]
             local_rows.append(row)
         for r in run["lcn"]:
             lcn_rows.append({"threads": run["threads"], "shape": r["shape"], **{k: r[k] for k in r if k.endswith("_ms")},
-                             "lcn/conv3x3": r["lcn_ms"] / r["conv3x3_ms"], "l2/max": r["l2pool_ms"] / r["maxpool_ms"]})
+                             "lcn/conv3x3": r["lcn_ms"] / r["conv3x3_ms"], "l2/max": r["l2pool_ms"] / r["maxpool_ms"],
+                             **({"lcn/baseline": r["lcn_ms"] / r["lcn_baseline_ms"]} if "lcn_baseline_ms" in r else {})})
     memory = []
     if not a.no_memory:
         for name in a.shapes:
@@ -295,13 +334,16 @@ def main() -> None:
     path = write_json(a.out, {"shapes": {k: dict(zip("B C_in C_out H W k".split(), v)) for k, v in SHAPES.items()},
                               "local": local_rows, "lcn_l2pool": lcn_rows, "memory": memory,
                               "max_abs_diff_vs_einsum": max(diffs) if diffs else None,
-                              "jax_note": jax_note})
+                              "jax_note": jax_note, "baseline": rev if a.baseline else None})
     cols = ["threads", "shape", "conv2d_ms", "ours_ms", "unfold_einsum_ms", "jax_ms", "ours/conv2d", "ours/einsum", "ours/jax"]
+    if a.baseline:
+        cols += ["baseline_ms", "ours/baseline"]
     if local_rows:
         print("LocallyConnected2d, forward + backward, float32 CPU (ms, min over rounds)")
         print(table(local_rows, cols))
         print("\nLocalContrastNorm2d(9x9) vs Conv2d 3x3 same channels; L2Pool2d(2) vs MaxPool2d(2)")
-        print(table(lcn_rows, ["threads", "shape", "lcn_ms", "conv3x3_ms", "lcn/conv3x3", "l2pool_ms", "maxpool_ms", "l2/max"]))
+        print(table(lcn_rows, ["threads", "shape", "lcn_ms", "conv3x3_ms", "lcn/conv3x3", "l2pool_ms", "maxpool_ms", "l2/max"]
+                    + (["lcn_baseline_ms", "lcn/baseline"] if a.baseline else [])))
     if memory:
         print("\nPeak memory of one step above inputs + weights + grad_y (MiB); allowed = one unfolded copy + outputs")
         print(table(memory, ["shape", "impl", "extra_mib", "unfolded_mib", "outputs_mib", "allowed_mib"]))

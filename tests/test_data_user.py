@@ -126,9 +126,15 @@ def test_predict_new_images_with_the_runs_own_preprocessing(tmp_path, capsys, mo
     assert lines[0] == "input,label,rings,squares" and len(lines) == 2
 
 
-def test_export_onnx_runs_in_onnxruntime_at_two_batch_sizes(tmp_path, capsys):
+@pytest.mark.parametrize("stages", [
+    "[{channels: 4, kernel: 3, padding: same}]",
+    "[{layer: local, channels: 3, kernel: 3, padding: same, pool: l2, norm: lcn, norm_kernel: 5},"
+    " {layer: tiled, channels: 4, kernel: 3, tile: 2}]",
+], ids=["conv", "local_lcn_tiled"])
+def test_export_onnx_runs_in_onnxruntime_at_two_batch_sizes(tmp_path, capsys, stages):
     """A folder of PNGs trained, then exported: onnxruntime (a real client) on raw images gives
-    the scores predict gives, at batch 1 and 7 from one export; TorchScript as well."""
+    the scores predict gives, at batch 1 and 7 from one export; TorchScript as well. The custom
+    layers (locally connected, tiled, LCN, L2 pooling) export as standard operators."""
     import os
 
     if importlib.util.find_spec("onnxruntime") is None:
@@ -143,7 +149,7 @@ def test_export_onnx_runs_in_onnxruntime_at_two_batch_sizes(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "digits_convnet", "--data", f"folder:{root}", "--out", str(out), "--no-progress",
                  "--set", "train.epochs=1", "--set", "data.transforms=[standardize]",
-                 "--set", "model.stages=[{channels: 4, kernel: 3, padding: same}]", "--set", "model.hidden=[8]"]) == 0
+                 "--set", f"model.stages={stages}", "--set", "model.hidden=[8]"]) == 0
     assert main(["export", str(out)]) == 0
     about = json.loads((out / "model.onnx.json").read_text())
     assert about["input"]["shape"] == [None, 3, 12, 12] and about["class_names"] == ["rings", "squares"]

@@ -156,7 +156,7 @@ def test_lazy_size_is_fixed_at_first_call_and_checked():
     assert layer.input_size == (11, 9)
     with pytest.raises(ConfigError, match=r"11x9 inputs, got shape \(2, 3, 12, 9\)"):
         layer(torch.randn(2, 3, 12, 9))
-    with pytest.raises(ConfigError, match=r"expected input \(B, 3, H, W\), got shape \(2, 4, 11, 9\)"):
+    with pytest.raises(ConfigError, match=r"expected input \(B, 3, H, W\) or \(3, H, W\), got shape \(2, 4, 11, 9\)"):
         layer(torch.randn(2, 4, 11, 9))
 
 

@@ -91,7 +91,7 @@ def test_gradient_finite_on_constant_input():
 def test_errors():
     with pytest.raises(ConfigError, match="odd"):
         LocalContrastNorm2d(3, kernel_size=4)
-    with pytest.raises(ConfigError, match=r"expected input \(B, 3, H, W\), got shape \(1, 2, 8, 8\)"):
+    with pytest.raises(ConfigError, match=r"expected input \(B, 3, H, W\) or \(3, H, W\), got shape \(1, 2, 8, 8\)"):
         LocalContrastNorm2d(3)(torch.randn(1, 2, 8, 8))
     with pytest.raises(ConfigError, match="sigma"):
         SubtractiveNorm2d(3, sigma=0.0)

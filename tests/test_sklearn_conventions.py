@@ -13,7 +13,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import check_estimator
 
 import sklearn
-from visionnets.unsupervised import RBM, RICA, AutoEncoder, DenoisingAutoEncoder, KMeans, SparseAutoEncoder
+from visionnets.svm import LinearSVM
+from visionnets.unsupervised import RBM, RICA, ZCA, AutoEncoder, DenoisingAutoEncoder, KMeans, SparseAutoEncoder
 
 SMALL = {RBM: dict(n_components=4, n_epochs=2), RICA: dict(n_components=4, n_epochs=2),
          AutoEncoder: dict(n_components=3, n_epochs=2), SparseAutoEncoder: dict(n_components=3, n_epochs=2),
@@ -24,6 +25,11 @@ X = np.random.default_rng(0).random((40, 6))
 @pytest.mark.parametrize("cls", list(SMALL), ids=lambda c: c.__name__)
 def test_check_estimator_with_random_state_0(cls):
     check_estimator(cls(random_state=0, device="cpu"))
+
+
+@pytest.mark.parametrize("cls", [*SMALL, ZCA, LinearSVM], ids=lambda c: c.__name__)
+def test_check_estimator_with_default_settings(cls):
+    check_estimator(cls())
 
 
 @pytest.mark.parametrize("cls", list(SMALL), ids=lambda c: c.__name__)

@@ -5,7 +5,9 @@ recorded of its inputs (``inputs.safetensors``: shapes, classes, the transforms 
 training data), without loading the training data. ``export_model`` writes it as an ONNX or
 TorchScript file whose input is the raw input (images in [0, 1], (N, C, H, W)) and whose output
 is the class scores: the run's input transforms are part of the exported graph, and a JSON file
-beside it describes the input and the output (shape, scale, class names).
+beside it describes the input and the output (shape, scale, class names). The graph holds only
+standard operators (``visionnets.nn.functional.portable``): onnxruntime, or ``torch.jit.load``
+where visionnets is not installed, runs it.
 
     >>> path, about = export_model("runs/digits", "onnx")           # doctest: +SKIP
     >>> import onnxruntime; onnxruntime.InferenceSession(str(path))  # doctest: +SKIP
@@ -24,6 +26,7 @@ from torch import nn
 
 from visionnets.errors import ConfigError, require
 from visionnets.io import atomic_write, atomic_write_text
+from visionnets.nn.functional import portable
 from visionnets.train.checkpoint import load_checkpoint
 from visionnets.train.rundir import RunDir
 from visionnets.train.setup import build_model_for
@@ -80,7 +83,7 @@ def export_model(run_dir: str | os.PathLike, fmt: str = "onnx", out: str | os.Pa
     out = Path(out) if out is not None else run_dir / f"model{FORMATS[fmt]}"
     deployed = Deployed(model, transform).eval()
     example = torch.rand(2, *dataset.input_shape)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), portable():     # plain aten ops: the file runs without visionnets
         warnings.simplefilter("ignore")
         if fmt == "onnx":
             require("onnxscript", "export")          # the ONNX exporter's dependency

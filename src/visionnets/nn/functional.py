@@ -15,12 +15,19 @@ divisive_norm2d         y = v / max(mean_ij(sigma), sigma),  sigma = sqrt(sum_{c
 local_contrast_norm2d   divisive_norm2d(subtractive_norm2d(x))   (Jarrett et al., ICCV 2009)
 ======================  ===========================================================================
 
-Only ``locally_connected2d`` has a hand-written backward (``_LocallyConnected2dFn``): autograd of
-an ``unfold`` + ``einsum`` version materializes several copies of the unfolded input and is slow
-(see ``benchmarks/layers.py`` and ``docs/layers.md``). Everything else is plain torch code.
+Only ``locally_connected2d`` has hand-written kernels (the custom ops
+``visionnets::locally_connected2d`` and ``..._backward``): autograd of an ``unfold`` + ``einsum``
+version materializes several copies of the unfolded input and is slow (see
+``benchmarks/layers.py`` and ``docs/layers.md``). Everything else is plain torch code. All of
+it works under ``torch.compile(fullgraph=True)``, ``torch.export`` (dynamic batch),
+``torch.vmap``, ``torch.func.grad``, double backward and ``torch.jit.trace``; ``portable()``
+gives graphs of standard operators only.
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +38,7 @@ from visionnets.errors import ConfigError
 __all__ = [
     "locally_connected2d", "tiled_conv2d", "lp_pool2d", "l2_pool2d", "gaussian_window",
     "subtractive_norm2d", "divisive_norm2d", "local_contrast_norm2d", "conv_output_size",
-    "check_pool_args",
+    "check_pool_args", "portable",
 ]
 
 # Work on at most this many bytes of unfolded input at a time: the locally connected layer
@@ -57,6 +64,16 @@ def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
     return pair
 
 
+def _unbatched_ok(fn):
+    """Let ``fn`` take one unbatched (C, H, W) input too, as ``nn.Conv2d`` and torch's pooling do."""
+    @functools.wraps(fn)
+    def wrapper(input, *args, **kwargs):
+        if isinstance(input, Tensor) and input.dim() == 3:
+            return fn(input[None], *args, **kwargs)[0]
+        return fn(input, *args, **kwargs)
+    return wrapper
+
+
 def conv_output_size(size: tuple[int, int], kernel_size, stride=1, padding=0) -> tuple[int, int]:
     """Output (height, width) of a valid sliding window: ``(size + 2 padding - kernel) // stride + 1``.
 
@@ -78,7 +95,7 @@ def conv_output_size(size: tuple[int, int], kernel_size, stride=1, padding=0) ->
 
 def _check_local(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding):
     if x.dim() != 4:
-        raise ConfigError(f"locally_connected2d: expected input (B, C, H, W), got shape {tuple(x.shape)}")
+        raise ConfigError(f"locally_connected2d: expected input (B, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
     if weight.dim() != 6:
         raise ConfigError("locally_connected2d: expected weight (out_h, out_w, out_channels, "
                           f"in_channels, kh, kw), got shape {tuple(weight.shape)}")
@@ -157,101 +174,186 @@ class _Geometry:
                 self.window_view(gxt, r0, rows, qh, qw, t, u).add_(src[t::qh, u::qw])
 
 
-class _LocallyConnected2dFn(torch.autograd.Function):
-    """y = W @ unfold(x) location by location, in bands of output rows; see ``locally_connected2d``.
+# The locally connected layer is a pair of custom operators (``torch.library.custom_op``) so that
+# PyTorch's tools see it as one opaque, well-described op: ``torch.compile(fullgraph=True)`` and
+# ``torch.export`` (with a dynamic batch) through its fake (meta) kernel, ``torch.func.grad`` and
+# double backward through its registered autograd, whose backward is itself a differentiable op
+# (the adjoints of a bilinear map are again the map and its adjoints), and ``torch.vmap`` through
+# a rule that folds the vmapped dimension into the batch (or, when weights are vmapped too,
+# loops). ``jit.trace`` records the op by name. ``portable()`` swaps in plain aten code where a
+# graph must run without visionnets (ONNX, TorchScript files).
 
-    Forward and backward each unfold one band at a time into a reused buffer of at most
-    ``CHUNK_BYTES`` (when the whole unfolded input fits in one band it is kept for the backward
-    instead of unfolded again). Per location l the backward computes
-    dW[l] = g[l] @ cols[l]^T and dcols[l] = W[l]^T @ g[l], and adds dcols back onto the input
-    windows (``scatter_add``) instead of ``F.fold``.
+def _lc_kernel(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:
+    geo = _Geometry(x, weight, stride, padding)
+    xt = geo.batch_last(x)
+    w = weight.reshape(geo.oh * geo.ow, geo.o, geo.k)
+    n = geo.oh * geo.ow
+    y = x.new_empty(geo.b, geo.o, geo.oh, geo.ow)
+    y_flat = y.view(geo.b, geo.o, n)
+    buf = x.new_empty(geo.rows * geo.ow, geo.k, geo.b)
+    out = x.new_empty(geo.rows * geo.ow, geo.b, geo.o)  # one band's (L, B, O) result
+    for r0, rows in geo.bands():
+        l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
+        cols = geo.gather(xt, r0, rows, buf)
+        band = out[: l1 - l0]
+        torch.bmm(cols.transpose(1, 2), w[l0:l1].transpose(1, 2), out=band)  # (B,K)@(K,O)
+        y_flat[:, :, l0:l1].copy_(band.permute(1, 2, 0))
+    if bias is not None:
+        y += bias
+    return y
+
+
+def _lc_backward_kernel(grad_y: Tensor, x: Tensor, weight: Tensor, stride, padding,
+                        need_x: bool, need_w: bool) -> tuple[Tensor, Tensor]:
+    """(dx, dW) of y = locally_connected2d(x, W) for the output gradient ``grad_y``; an empty
+    tensor stands for a gradient not asked for. Per location l: dW[l] = g[l] @ cols[l]^T and
+    dcols[l] = W[l]^T @ g[l], the latter added back onto the input windows (``scatter_add``,
+    the adjoint of the unfold) instead of ``F.fold``."""
+    geo = _Geometry(x, weight, stride, padding)
+    n = geo.oh * geo.ow
+    g_flat = grad_y.reshape(geo.b, geo.o, n)
+    w = weight.reshape(n, geo.o, geo.k)
+    xt = geo.batch_last(x) if need_w else None
+    grad_w = weight.new_empty(n, geo.o, geo.k) if need_w else weight.new_empty(0)
+    gxt = x.new_zeros(geo.c, geo.hp, geo.wp, geo.b) if need_x else None
+    buf = x.new_empty(geo.rows * geo.ow, geo.k, geo.b)
+    gt_buf = x.new_empty(geo.rows * geo.ow * geo.b * geo.o)
+    for r0, rows in geo.bands():
+        l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
+        gt = gt_buf[: (l1 - l0) * geo.b * geo.o].view(l1 - l0, geo.b, geo.o)
+        gt.copy_(g_flat[:, :, l0:l1].permute(2, 0, 1))  # (L, B, O)
+        cols = buf[: l1 - l0]
+        if need_w:
+            geo.gather(xt, r0, rows, buf)
+            torch.bmm(gt.transpose(1, 2), cols.transpose(1, 2), out=grad_w[l0:l1])
+        if need_x:
+            torch.bmm(w[l0:l1].transpose(1, 2), gt.transpose(1, 2), out=cols)
+            geo.scatter_add(gxt, cols, r0, rows)
+    del buf, gt_buf
+    grad_x = x.new_empty(0)
+    if need_x:
+        grad_x = gxt[:, geo.ph:geo.hp - geo.ph, geo.pw:geo.wp - geo.pw].permute(3, 0, 1, 2).contiguous()
+    return grad_x, grad_w.view(weight.shape) if need_w else grad_w
+
+
+@torch.library.custom_op("visionnets::locally_connected2d", mutates_args=())
+def _lc_op(x: Tensor, weight: Tensor, bias: Tensor | None, stride: list[int], padding: list[int]) -> Tensor:
+    return _lc_kernel(x, weight, bias, stride, padding)
+
+
+@torch.library.custom_op("visionnets::locally_connected2d_backward", mutates_args=())
+def _lc_backward_op(grad_y: Tensor, x: Tensor, weight: Tensor, stride: list[int], padding: list[int],
+                    need_x: bool, need_w: bool) -> tuple[Tensor, Tensor]:
+    return _lc_backward_kernel(grad_y, x, weight, stride, padding, need_x, need_w)
+
+
+@_lc_op.register_fake
+def _(x, weight, bias, stride, padding):
+    oh, ow, o = weight.shape[:3]
+    return x.new_empty(x.shape[0], o, oh, ow)
+
+
+@_lc_backward_op.register_fake
+def _(grad_y, x, weight, stride, padding, need_x, need_w):
+    return (x.new_empty(x.shape) if need_x else x.new_empty(0),
+            weight.new_empty(weight.shape) if need_w else weight.new_empty(0))
+
+
+class _LocallyConnected2dFn(torch.autograd.Function):
+    """Autograd of ``visionnets::locally_connected2d`` (``setup_context`` style, with a ``vmap``
+    rule, so that ``torch.func`` transforms work too); its backward is ``_LocallyConnected2dBackward``,
+    itself differentiable."""
+
+    @staticmethod
+    def forward(x, weight, bias, stride, padding):
+        return _lc_op(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, stride, padding = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias, ctx.stride, ctx.padding = bias is not None, stride, padding
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = gw = gb = None
+        if need_x or need_w:
+            gx, gw = _LocallyConnected2dBackward.apply(grad_y, x, weight, ctx.stride, ctx.padding, need_x, need_w)
+        if need_b and ctx.has_bias:
+            gb = grad_y.sum(0)
+        return gx if need_x else None, gw if need_w else None, gb, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, x, weight, bias, stride, padding):
+        x_dim, w_dim, b_dim = in_dims[:3]
+        if x_dim is not None and w_dim is None and b_dim is None:   # the common case: fold into the batch
+            y = _lc_op(_fold(x, x_dim), weight, bias, stride, padding)
+            return y.unflatten(0, (info.batch_size, -1)), 0
+        return _vmap_loop(_lc_op, info.batch_size, in_dims, (x, weight, bias, stride, padding))
+
+
+class _LocallyConnected2dBackward(torch.autograd.Function):
+    """(dx, dW) = ``visionnets::locally_connected2d_backward``, differentiable again.
+
+    dx = A_W^T g and dW = B_x^T g are linear in g, W and x, so for cotangents (u, v) of (dx, dW):
+    d/dg = lc(u, W) + lc(x, v), d/dW = B_u^T g, d/dx = A_v^T g: the forward and this op again.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding):
-        geo = _Geometry(x, weight, stride, padding)
-        xt = geo.batch_last(x)
-        w = weight.reshape(geo.oh * geo.ow, geo.o, geo.k)
-        n = geo.oh * geo.ow
-        y = x.new_empty(geo.b, geo.o, geo.oh, geo.ow)
-        y_flat = y.view(geo.b, geo.o, n)
-        buf = x.new_empty(geo.rows * geo.ow, geo.k, geo.b)
-        out = x.new_empty(geo.rows * geo.ow, geo.b, geo.o)  # one band's (L, B, O) result
-        for r0, rows in geo.bands():
-            l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
-            cols = geo.gather(xt, r0, rows, buf)
-            band = out[: l1 - l0]
-            torch.bmm(cols.transpose(1, 2), w[l0:l1].transpose(1, 2), out=band)  # (B,K)@(K,O)
-            y_flat[:, :, l0:l1].copy_(band.permute(1, 2, 0))
-        del out
-        if bias is not None:
-            y += bias
-        ctx.geo, ctx.has_bias = geo, bias is not None
-        # one band: keep it for dW instead of unfolding again; then the backward needs no xt
-        # (x itself is saved, free, for a second backward through the same graph)
-        keep = geo.rows == geo.oh and ctx.needs_input_grad[1]
-        ctx.cols, ctx.saved_x = (buf if keep else None), keep
-        ctx.save_for_backward(x if keep else xt, weight)
-        return y
+    def forward(grad_y, x, weight, stride, padding, need_x, need_w):
+        return _lc_backward_op(grad_y, x, weight, stride, padding, need_x, need_w)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_y: Tensor):
-        geo: _Geometry = ctx.geo
-        xt, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        n = geo.oh * geo.ow
-        g_flat = grad_y.reshape(geo.b, geo.o, n)
-        w = weight.reshape(n, geo.o, geo.k)
-        grad_x = grad_w = grad_b = None
-        if need_w:
-            grad_w = weight.new_empty(n, geo.o, geo.k)
-        gxt = weight.new_zeros(geo.c, geo.hp, geo.wp, geo.b) if need_x else None
-        kept, ctx.cols = ctx.cols, None  # reused (overwritten) below; a second backward unfolds again
-        if kept is None and ctx.saved_x:
-            xt = geo.batch_last(xt)  # the saved x: a second backward through the same graph
-        if kept is None:
-            buf, rows_per_band = weight.new_empty(geo.rows * geo.ow, geo.k, geo.b), geo.rows
-        else:  # the forward's single band, walked a row (>= 8 locations) at a time so that the
-            buf, rows_per_band = kept, -(-8 // geo.ow)  # (L, B, O) copy of the gradient stays small
-        starts = list(range(0, geo.oh, rows_per_band))
-        part = rows_per_band * geo.ow * geo.b * geo.o          # numbers in one part's (L, B, O) gradient
-        # With the band kept, the parts go last to first and the gradient copy needs no memory of
-        # its own: it lives in grad_w's first part (written last) and, for that last step, in the
-        # kept band's second part (consumed by then), where these are large enough.
-        borrow = (kept is not None and need_w and need_x and len(starts) > 1
-                  and rows_per_band * geo.ow * geo.o * geo.k >= part and rows_per_band * geo.ow * geo.k * geo.b >= part)
-        if borrow:
-            starts.reverse()
-            gt_bufs = (grad_w[: rows_per_band * geo.ow].view(-1)[:part],
-                       kept[rows_per_band * geo.ow: 2 * rows_per_band * geo.ow].view(-1)[:part])
-        else:
-            gt_bufs = (weight.new_empty(part),) * 2
-        for r0 in starts:
-            rows = min(rows_per_band, geo.oh - r0)
-            l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
-            cols = buf[l0:l1] if kept is not None else buf[: l1 - l0]
-            gt = gt_bufs[r0 == 0][: (l1 - l0) * geo.b * geo.o].view(l1 - l0, geo.b, geo.o)
-            gt.copy_(g_flat[:, :, l0:l1].permute(2, 0, 1))  # (L, B, O)
-            if need_w:
-                if kept is None:
-                    geo.gather(xt, r0, rows, buf)
-                torch.bmm(gt.transpose(1, 2), cols.transpose(1, 2), out=grad_w[l0:l1])
-            if need_x:
-                torch.bmm(w[l0:l1].transpose(1, 2), gt.transpose(1, 2), out=cols)
-                geo.scatter_add(gxt, cols, r0, rows)
-        del buf, kept, cols, gt, gt_bufs
-        if need_x:
-            core = gxt[:, geo.ph:geo.hp - geo.ph, geo.pw:geo.wp - geo.pw]
-            grad_x = core.permute(3, 0, 1, 2).contiguous()
-            del gxt
-        if need_w:
-            grad_w = grad_w.view(weight.shape)
-        if need_b and ctx.has_bias:
-            grad_b = grad_y.sum(0)
-        return grad_x, grad_w, grad_b, None, None
+    def setup_context(ctx, inputs, output):
+        grad_y, x, weight, stride, padding, need_x, need_w = inputs
+        ctx.save_for_backward(grad_y, x, weight)
+        ctx.stride, ctx.padding, ctx.need = stride, padding, (need_x, need_w)
+
+    @staticmethod
+    def backward(ctx, gg_x, gg_w):
+        grad_y, x, weight = ctx.saved_tensors
+        (need_x, need_w), s, p = ctx.need, ctx.stride, ctx.padding
+        want_g, want_x, want_w = ctx.needs_input_grad[:3]
+        u = gg_x if need_x and gg_x is not None else None
+        v = gg_w if need_w and gg_w is not None else None
+        d_g = d_x = d_w = None
+        if want_g and (u is not None or v is not None):
+            parts = ([_LocallyConnected2dFn.apply(u, weight, None, s, p)] if u is not None else []) + \
+                    ([_LocallyConnected2dFn.apply(x, v, None, s, p)] if v is not None else [])
+            d_g = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+        if want_w and u is not None:
+            d_w = _LocallyConnected2dBackward.apply(grad_y, u, weight, s, p, False, True)[1]
+        if want_x and v is not None:
+            d_x = _LocallyConnected2dBackward.apply(grad_y, x, v, s, p, True, False)[0]
+        return d_g, d_x, d_w, None, None, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, grad_y, x, weight, stride, padding, need_x, need_w):
+        g_dim, x_dim, w_dim = in_dims[:3]
+        if g_dim is not None and w_dim is None and not need_w:      # dx only: fold into the batch
+            x = x.expand(info.batch_size, *x.shape) if x_dim is None else x.movedim(x_dim, 0)
+            gx, gw = _lc_backward_op(_fold(grad_y, g_dim), x.flatten(0, 1), weight, stride, padding, need_x, False)
+            return (gx.unflatten(0, (info.batch_size, -1)), gw), (0, None)
+        return _vmap_loop(_lc_backward_op, info.batch_size, in_dims,
+                          (grad_y, x, weight, stride, padding, need_x, need_w))
 
 
+def _vmap_loop(op, batch_size: int, in_dims, args):
+    """Apply ``op`` to each slice of the vmapped arguments and stack the results (dim 0)."""
+    outs = [op(*[a.select(d, i) if isinstance(a, Tensor) and d is not None else a for a, d in zip(args, in_dims)])
+            for i in range(batch_size)]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.stack(o) for o in zip(*outs)), (0,) * len(outs[0])
+    return torch.stack(outs), 0
+
+
+def _fold(t: Tensor, dim: int) -> Tensor:
+    return t.movedim(dim, 0).flatten(0, 1)
+
+
+@_unbatched_ok
 def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = None,
                         stride=1, padding=0) -> Tensor:
     """Locally connected layer: a convolution with a different filter at every output location.
@@ -267,13 +369,57 @@ def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = Non
     torch.Size([2, 4, 6, 6])
     """
     _check_local(input, weight, bias, stride, padding)
-    return _LocallyConnected2dFn.apply(input, weight, bias, stride, padding)
+    s, p = list(_pair(stride, "stride")), list(_pair(padding, "padding", 0))
+    y = _lc_reference(input, weight, bias, s, p) if _PORTABLE else _LocallyConnected2dFn.apply(input, weight, bias, s, p)
+    return _format_like(y, input)
+
+
+def _lc_reference(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:
+    """``locally_connected2d`` in plain aten ops (``F.unfold`` + ``einsum``): slower and heavier
+    (see ``benchmarks/layers.py``), but any exporter and runtime knows them (``portable()``)."""
+    oh, ow, o, c, kh, kw = weight.shape
+    cols = F.unfold(x, (kh, kw), padding=padding, stride=stride)          # (B, C*kh*kw, L)
+    y = torch.einsum("bkl,lok->bol", cols, weight.reshape(oh * ow, o, c * kh * kw))
+    y = y.reshape(x.shape[0], o, oh, ow)
+    return y if bias is None else y + bias
+
+
+_PORTABLE = False
+
+
+@contextlib.contextmanager
+def portable():
+    """Within this block ``locally_connected2d`` runs as plain aten ops instead of the
+    ``visionnets::locally_connected2d`` custom op (and local contrast normalization without its
+    autograd.Function), so that a traced or exported graph (ONNX,
+    a TorchScript file) runs where visionnets is not installed. ``visionnets export`` uses it.
+
+    >>> x, w = torch.randn(2, 3, 8, 8), torch.randn(6, 6, 4, 3, 3, 3)
+    >>> with portable():
+    ...     y = locally_connected2d(x, w)
+    >>> torch.allclose(y, locally_connected2d(x, w), atol=1e-5)
+    True
+    """
+    global _PORTABLE
+    before, _PORTABLE = _PORTABLE, True
+    try:
+        yield
+    finally:
+        _PORTABLE = before
+
+
+def _format_like(y: Tensor, x: Tensor) -> Tensor:
+    """``y`` in ``x``'s memory format: channels_last in, channels_last out (as ``nn.Conv2d``)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return y.contiguous(memory_format=torch.channels_last)
+    return y
 
 
 # ---------------------------------------------------------------------------------------------
 # Tiled convolution
 # ---------------------------------------------------------------------------------------------
 
+@_unbatched_ok
 def tiled_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
                  padding=0) -> Tensor:
     """Tiled convolution (Le et al., NIPS 2010): units ``tile`` steps apart share their weights.
@@ -294,7 +440,7 @@ def tiled_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stri
     torch.Size([2, 4, 7, 7])
     """
     if input.dim() != 4 or weight.dim() != 6:
-        raise ConfigError(f"tiled_conv2d: expected input (B, C, H, W) and weight (th, tw, O, C, kh, kw), "
+        raise ConfigError(f"tiled_conv2d: expected input (B, C, H, W) or (C, H, W) and weight (th, tw, O, C, kh, kw), "
                           f"got {tuple(input.shape)} and {tuple(weight.shape)}")
     th, tw, o, c, kh, kw = weight.shape
     if input.shape[1] != c:
@@ -312,7 +458,7 @@ def tiled_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stri
         cols = torch.arange(ow, device=weight.device) % tw
         full = weight[rows[:, None], cols[None, :]]
         y = locally_connected2d(input, full, None, stride, padding)
-        return y if bias is None else y + bias.view(1, o, 1, 1)
+        return _format_like(y if bias is None else y + bias.view(1, o, 1, 1), input)
     mh, mw = -(-oh // th), -(-ow // tw)  # outputs per sub-grid (the last ones may be cropped)
     sub_h, sub_w = (mh - 1) * th * sh + kh, (mw - 1) * tw * sw + kw
     need_h, need_w = (th - 1) * sh + sub_h, (tw - 1) * sw + sub_w
@@ -322,7 +468,7 @@ def tiled_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stri
                  None, (th * sh, tw * sw), groups=th * tw)
     y = y.view(b, th, tw, o, mh, mw).permute(0, 3, 4, 1, 5, 2).reshape(b, o, mh * th, mw * tw)
     y = y[:, :, :oh, :ow]
-    return y if bias is None else y + bias.view(1, o, 1, 1)
+    return _format_like(y if bias is None else y + bias.view(1, o, 1, 1), input)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,6 +518,7 @@ def _window_sum(x: Tensor, kernel_size, stride, padding, gaussian: bool) -> Tens
     return F.conv2d(x, win, None, s, p, groups=c)
 
 
+@_unbatched_ok
 def lp_pool2d(input: Tensor, p: float, kernel_size, stride=None, padding=0, gaussian: bool = False,
               eps: float = 1e-6) -> Tensor:
     """Lp pooling: y = (sum_{(i,j) in N} w_ij |x_ij|^p + eps)^(1/p), for p >= 1.
@@ -387,8 +534,6 @@ def lp_pool2d(input: Tensor, p: float, kernel_size, stride=None, padding=0, gaus
     """
     stride = kernel_size if stride is None else stride
     check_pool_args(p, kernel_size, stride, padding, eps)
-    if input.dim() == 3:                    # one unbatched (C, H, W) input, as torch's pooling takes it
-        return lp_pool2d(input[None], p, kernel_size, stride, padding, gaussian, eps)[0]
     if input.dim() != 4:
         raise ConfigError(f"lp_pool2d: expected input (B, C, H, W) or (C, H, W), got shape {tuple(input.shape)}")
     powered = input * input if p == 2 else input.abs().pow(p)
@@ -415,7 +560,7 @@ def l2_pool2d(input: Tensor, kernel_size, stride=None, padding=0, gaussian: bool
 
 def _check_norm(x: Tensor, kernel_size: int, where: str) -> None:
     if x.dim() != 4:
-        raise ConfigError(f"{where}: expected input (B, C, H, W), got shape {tuple(x.shape)}")
+        raise ConfigError(f"{where}: expected input (B, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
     if not (isinstance(kernel_size, int) and kernel_size >= 1 and kernel_size % 2 == 1):
         raise ConfigError(f"{where}: kernel_size must be an odd int >= 1 (the window is centred), "
                           f"got {kernel_size!r}")
@@ -427,14 +572,20 @@ class _SymmetricBlur(torch.autograd.Function):
     The operator is self-adjoint (a correlation with zero padding is adjoint to the correlation
     with the flipped kernel, and g is symmetric), so the backward is the same two forward
     passes: on CPU, the backward of a 1-channel ``conv2d`` costs about 10x its forward.
+    (``setup_context`` style with a generated vmap rule, so ``torch.func`` transforms work.)
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, m: Tensor, g: Tensor) -> Tensor:
-        ctx.save_for_backward(g)
+    def forward(m: Tensor, g: Tensor) -> Tensor:
         k = g.numel()
         r = k // 2
         return F.conv2d(F.conv2d(m, g.view(1, 1, k, 1), padding=(r, 0)), g.view(1, 1, 1, k), padding=(0, r))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[1])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -451,13 +602,15 @@ def _local_mean(x: Tensor, kernel_size: int, sigma: float | None) -> Tensor:
     """
     g = gaussian_window((kernel_size, 1), sigma, dtype=x.dtype, device=x.device).view(kernel_size)
     r = kernel_size // 2
-    m = _SymmetricBlur.apply(x.mean(1, keepdim=True), g)
+    m = x.mean(1, keepdim=True)
+    m = _SymmetricBlur.forward(m, g) if _PORTABLE else _SymmetricBlur.apply(m, g)
     h, w = x.shape[2:]
     cov_h = F.conv1d(x.new_ones(1, 1, h), g.view(1, 1, kernel_size), padding=r).view(h, 1)  # coverage
     cov_w = F.conv1d(x.new_ones(1, 1, w), g.view(1, 1, kernel_size), padding=r).view(1, w)
     return m / (cov_h * cov_w)
 
 
+@_unbatched_ok
 def subtractive_norm2d(input: Tensor, kernel_size: int = 9, sigma: float | None = None) -> Tensor:
     """Subtractive normalization: v[b,c,i,j] = x[b,c,i,j] - sum_{c',p,q} w_c'pq x[b,c',i+p,j+q].
 
@@ -476,6 +629,7 @@ def subtractive_norm2d(input: Tensor, kernel_size: int = 9, sigma: float | None 
     return centered - _local_mean(centered, kernel_size, sigma)
 
 
+@_unbatched_ok
 def divisive_norm2d(input: Tensor, kernel_size: int = 9, sigma: float | None = None,
                     eps: float = 1e-4) -> Tensor:
     """Divisive normalization: y = v / max(mean_ij(sigma), sigma), sigma = sqrt(sum_{c,p,q} w_cpq v^2).
@@ -496,6 +650,7 @@ def divisive_norm2d(input: Tensor, kernel_size: int = 9, sigma: float | None = N
     return input / torch.maximum(sig, sig.mean((2, 3), keepdim=True))
 
 
+@_unbatched_ok
 def local_contrast_norm2d(input: Tensor, kernel_size: int = 9, sigma: float | None = None,
                           eps: float = 1e-4) -> Tensor:
     """Local contrast normalization (Jarrett et al. 2009): subtractive, then divisive.

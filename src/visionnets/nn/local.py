@@ -55,9 +55,9 @@ class _LocalBase(nn.Module):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def _check_channels(self, input: Tensor) -> None:
-        if input.dim() != 4 or input.shape[1] != self.in_channels:
-            raise ConfigError(f"{type(self).__name__}: expected input (B, {self.in_channels}, H, W), "
-                              f"got shape {tuple(input.shape)}")
+        if input.dim() not in (3, 4) or input.shape[-3] != self.in_channels:
+            raise ConfigError(f"{type(self).__name__}: expected input (B, {self.in_channels}, H, W) or "
+                              f"({self.in_channels}, H, W), got shape {tuple(input.shape)}")
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -119,11 +119,11 @@ class LocallyConnected2d(LazyModuleMixin, _LocalBase):
         """LazyModuleMixin hook: fix the input size (and create the parameters) at the first call."""
         self._check_channels(input)
         if self.input_size is None:
-            self._fix_size(tuple(input.shape[2:]))
+            self._fix_size(tuple(input.shape[-2:]))
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_channels(input)
-        if tuple(input.shape[2:]) != self.input_size:
+        if tuple(input.shape[-2:]) != self.input_size:
             h, w = self.input_size
             raise ConfigError(f"LocallyConnected2d: built for {h}x{w} inputs, got shape "
                               f"{tuple(input.shape)}; make a new layer for another input size")
@@ -168,5 +168,5 @@ class TiledConv2d(_LocalBase):
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_channels(input)
-        self._check_tile(tuple(input.shape[2:]))
+        self._check_tile(tuple(input.shape[-2:]))
         return VF.tiled_conv2d(input, self.weight, self.bias, self.stride, self.padding)

@@ -35,9 +35,9 @@ class _Norm(nn.Module):
         self.channels, self.kernel_size, self.sigma, self.eps = channels, kernel_size, sigma, eps
 
     def _check(self, input: Tensor) -> None:
-        if input.dim() != 4 or input.shape[1] != self.channels:
-            raise ConfigError(f"{type(self).__name__}: expected input (B, {self.channels}, H, W), "
-                              f"got shape {tuple(input.shape)}")
+        if input.dim() not in (3, 4) or input.shape[-3] != self.channels:
+            raise ConfigError(f"{type(self).__name__}: expected input (B, {self.channels}, H, W) or "
+                              f"({self.channels}, H, W), got shape {tuple(input.shape)}")
 
     def extra_repr(self) -> str:
         s = f"{self.channels}, kernel_size={self.kernel_size}, sigma={self.sigma}"
