@@ -48,6 +48,18 @@ def test_names_dtypes_sparse_and_pickle(cls):
     np.testing.assert_allclose(copy.partial_fit(X).transform(X), est.partial_fit(X).transform(X), atol=1e-6)
 
 
+@pytest.mark.parametrize("cls", [*SMALL, ZCA], ids=lambda c: c.__name__)
+def test_set_output_pandas_names_the_columns(cls):
+    import pandas as pd
+
+    est = cls(**({} if cls is ZCA else dict(random_state=0, device="cpu", **SMALL[cls])))
+    df = pd.DataFrame(X, columns=list("abcdef"))
+    out = est.set_output(transform="pandas").fit(df).transform(df)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == list(est.get_feature_names_out())
+    if cls is ZCA:
+        assert list(out.columns) == list("abcdef")
+
+
 def test_no_public_method_always_raises():
     gaussian = RBM(visible="gaussian", n_components=3, n_epochs=1, device="cpu").fit(X)
     assert not hasattr(gaussian, "score_samples")                # pseudo-likelihood: Bernoulli only

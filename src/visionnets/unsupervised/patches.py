@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from visionnets.errors import ConfigError, DataError
@@ -75,7 +75,7 @@ def normalize_patches(patches, eps: float = 10.0):
     return (p - p.mean(1, keepdims=True)) / np.sqrt(p.var(1, ddof=1, keepdims=True) + eps)
 
 
-class ZCA(TransformerMixin, BaseEstimator):
+class ZCA(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """ZCA whitening: ``x -> (x - mean_) @ whitening_``, ``whitening_ = U diag(1/sqrt(S + eps)) U^T``.
 
     The whitening matrix is symmetric, so whitened patches stay as close as possible to the
@@ -84,7 +84,8 @@ class ZCA(TransformerMixin, BaseEstimator):
     whitened covariance is ``S / (S + eps)``, close to I for the directions with S >> eps).
 
     Fitted: ``mean_`` (D,), ``whitening_`` (D, D), ``dewhitening_`` (D, D) its inverse,
-    ``eigenvalues_`` (D,), ``n_features_in_``. Computed in float64 on the CPU.
+    ``eigenvalues_`` (D,), ``n_features_in_``. Computed in float64 on the CPU. Its output
+    features are its input features whitened: ``get_feature_names_out`` passes the names through.
     """
 
     def __init__(self, eps: float = 0.1):
