@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from visionnets.errors import ConfigError, did_you_mean
 
@@ -88,11 +88,26 @@ class TrainSection(_Section):
 
 
 class PretrainSection(_Section):
-    method: Literal["autoencoder", "denoising", "sparse", "rbm"] = "autoencoder"
+    # autoencoder .. rbm: the fully connected layers of an MLP, greedily (unsupervised.pretrain);
+    # stages: every convolutional / locally connected stage reconstructs its input (unsupervised.stages)
+    method: Literal["autoencoder", "denoising", "sparse", "rbm", "stages"] = "autoencoder"
     epochs: PosInt = 10
     lr: PosFloat = 0.01
     batch_size: PosInt = 128
     params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _stage_params(self):
+        if self.method == "stages":
+            known = {"schedule": ("greedy", "joint"), "sparsity": None, "eps": None}
+            for key, value in self.params.items():
+                if key not in known:
+                    raise ValueError(f"params.{key}: unknown for method 'stages'{did_you_mean(key, list(known))}")
+                if known[key] and value not in known[key]:
+                    raise ValueError(f"params.{key}: {value!r}; expected one of {', '.join(known[key])}")
+                if known[key] is None and not (isinstance(value, (int, float)) and value >= 0):
+                    raise ValueError(f"params.{key}: expected a number >= 0, got {value!r}")
+        return self
 
 
 class Recipe(_Section):
@@ -200,11 +215,13 @@ def validate(raw: Any, source: str = "recipe", overrides: list[str] | tuple[str,
             msg = "missing required key"
         elif kind == "extra_forbidden":
             msg = "unknown key" + did_you_mean(path[-1], _section_keys(err["loc"][:-1]))
+        elif kind == "value_error":                               # our validators name key and value
+            msg = err["msg"].removeprefix("Value error, ")
         else:
             msg = f"{err['msg']} (got {err.get('input')!r})"
         more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        flag = next((item for item in reversed(overrides)
-                     if path[:len(key := item.split("=", 1)[0].split("."))] == key), None)
+        flag = next((item for item in reversed(overrides)      # the flag that wrote the key, or one below it
+                     if path[:len(key := item.split("=", 1)[0].split("."))] == key or key[:len(path)] == path), None)
         raise ConfigError(f"{f'--set {flag}' if flag else source}: {loc}: {msg}{more}") from None
 
 

@@ -36,7 +36,7 @@ from torch import Tensor
 from visionnets.errors import ConfigError
 
 __all__ = [
-    "locally_connected2d", "tiled_conv2d", "lp_pool2d", "l2_pool2d", "gaussian_window",
+    "locally_connected2d", "locally_connected2d_transpose", "tiled_conv2d", "lp_pool2d", "l2_pool2d", "gaussian_window",
     "subtractive_norm2d", "divisive_norm2d", "local_contrast_norm2d", "conv_output_size",
     "check_pool_args", "portable",
 ]
@@ -372,6 +372,33 @@ def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = Non
     s, p = list(_pair(stride, "stride")), list(_pair(padding, "padding", 0))
     y = _lc_reference(input, weight, bias, s, p) if _PORTABLE else _LocallyConnected2dFn.apply(input, weight, bias, s, p)
     return _format_like(y, input)
+
+
+def locally_connected2d_transpose(input: Tensor, weight: Tensor, input_size, stride=1, padding=0) -> Tensor:
+    """The adjoint of ``locally_connected2d`` in its input (as ``conv_transpose2d`` is of ``conv2d``):
+    every location's ``weight[i, j]^T input[:, :, i, j]`` added back onto its window.
+
+    input (B, O, oh, ow), weight (oh, ow, O, C, kh, kw), ``input_size`` the (H, W) of the
+    layer's input -> (B, C, H, W). Differentiable in ``input`` and ``weight`` (any order).
+    A decoder of a locally connected encoder (``visionnets.unsupervised.stages``).
+
+    >>> x, w, z = torch.randn(2, 3, 8, 8), torch.randn(6, 6, 4, 3, 3, 3), torch.randn(2, 4, 6, 6)
+    >>> lhs = (locally_connected2d(x, w) * z).sum()
+    >>> rhs = (x * locally_connected2d_transpose(z, w, (8, 8))).sum()
+    >>> torch.allclose(lhs, rhs, rtol=1e-4)
+    True
+    """
+    oh, ow, o, c, kh, kw = weight.shape if weight.dim() == 6 else (None,) * 6
+    h, w = _pair(input_size, "input_size")
+    if input.dim() != 4 or weight.dim() != 6 or tuple(input.shape[1:]) != (o, oh, ow):
+        raise ConfigError(f"locally_connected2d_transpose: expected input (B, O, oh, ow) matching weight "
+                          f"(oh, ow, O, C, kh, kw), got {tuple(input.shape)} and {tuple(weight.shape)}")
+    like = input.new_zeros(()).expand(input.shape[0], c, h, w)      # the layer's input: its shape only
+    _check_local(like, weight, None, stride, padding)
+    s, p = list(_pair(stride, "stride")), list(_pair(padding, "padding", 0))
+    if _PORTABLE:
+        return torch.func.vjp(lambda t: _lc_reference(t, weight, None, s, p), like)[1](input)[0]
+    return _LocallyConnected2dBackward.apply(input, like, weight, s, p, True, False)[0]
 
 
 def _lc_reference(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:

@@ -199,10 +199,15 @@ def pretrain(rec: Recipe, model: nn.Module, dataset: Dataset, run_dir: RunDir) -
     if rec.pretrain is None:
         return
     from visionnets.unsupervised.pretrain import pretrain_mlp
+    from visionnets.unsupervised.stages import pretrain_stages
 
     p = rec.pretrain
     t0 = time.perf_counter()
-    layers = pretrain_mlp(model, dataset.train.x, method=p.method, epochs=p.epochs, lr=p.lr,
-                          batch_size=p.batch_size, device=rec.device, **p.params)
+    if p.method == "stages":
+        layers = pretrain_stages(model, dataset.train.x, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size,
+                                 seed=rec.seed, device=resolve_device(rec.device), **p.params)
+    else:
+        layers = pretrain_mlp(model, dataset.train.x, method=p.method, epochs=p.epochs, lr=p.lr,
+                              batch_size=p.batch_size, device=rec.device, **p.params)
     run_dir.write_json("pretrain.json", {"method": p.method, "seconds": time.perf_counter() - t0,
                                          "layers": layers})

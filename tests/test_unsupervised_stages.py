@@ -1,0 +1,144 @@
+"""Unsupervised training of convolutional and locally connected stages (Le et al. 2012): the
+decoder is the filter's adjoint, the loss against a plain reference, gradcheck, greedy and joint."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from visionnets import api
+from visionnets.errors import ConfigError
+from visionnets.models import build_model
+from visionnets.nn import LocallyConnected2d, TiledConv2d
+from visionnets.nn import functional as VF
+from visionnets.unsupervised.stages import decode, encode, pretrain_stages, stage_loss
+
+D64 = torch.float64
+
+
+def _filters():
+    torch.manual_seed(0)
+    return {"conv": nn.Conv2d(2, 3, 3, stride=2, padding=1).double(),
+            "local": LocallyConnected2d(2, 3, 3, stride=2, input_size=(9, 9)).double(),
+            "tiled": TiledConv2d(2, 3, 3, 2, stride=2).double()}
+
+
+@pytest.mark.parametrize("kind", ["conv", "local", "tiled"])
+def test_decoder_is_the_adjoint_of_the_filter(kind):
+    """<f(x; W), z> = <x, f*(z; W)> for every x, z (here on a 9x9 input, stride 2, odd sizes)."""
+    filt = _filters()[kind]
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 2, 9, 9, generator=g, dtype=D64)
+    z0 = encode(filt, x)
+    z = torch.randn(z0.shape, generator=g, dtype=D64)
+    lhs = (z0 * z).sum()
+    rhs = (x * decode(filt, z, filt.weight, (9, 9))).sum()
+    assert lhs.item() == pytest.approx(rhs.item(), rel=1e-10)
+
+
+def test_locally_connected_stage_loss_against_loops_and_gradcheck():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 1, 6, 6, generator=g, dtype=D64)
+    filt = LocallyConnected2d(1, 2, 3, input_size=(6, 6), bias=False).double()
+    we = torch.randn(4, 4, 2, 1, 3, 3, generator=g, dtype=D64, requires_grad=True)
+    wd = torch.randn(4, 4, 2, 1, 3, 3, generator=g, dtype=D64, requires_grad=True)
+    parts = stage_loss(filt, x, wd, sparsity=0.3, pool_size=3, eps=1e-2, weight=we)
+    rec_ref, sp_ref = 0.0, 0.0                        # plain reference: loops over locations and units
+    we0, wd0 = we.detach(), wd.detach()
+    for b in range(2):
+        z = torch.zeros(2, 4, 4, dtype=D64)
+        xh = torch.zeros(1, 6, 6, dtype=D64)
+        for i in range(4):
+            for j in range(4):
+                for k in range(2):
+                    z[k, i, j] = (we0[i, j, k] * x[b, :, i:i + 3, j:j + 3]).sum()
+        for i in range(4):
+            for j in range(4):
+                for k in range(2):
+                    xh[:, i:i + 3, j:j + 3] += wd0[i, j, k] * z[k, i, j]
+        rec_ref += float(((xh - x[b]) ** 2).sum())
+        zp = torch.nn.functional.pad(z, (1, 1, 1, 1))
+        for k in range(2):
+            for i in range(4):
+                for j in range(4):
+                    sp_ref += float(torch.sqrt((zp[k, i:i + 3, j:j + 3] ** 2).sum() + 1e-2))
+    assert parts["reconstruction_error"].item() == pytest.approx(rec_ref / 2, rel=1e-10)
+    assert parts["sparsity"].item() == pytest.approx(sp_ref / 2, rel=1e-10)
+    assert torch.autograd.gradcheck(lambda a, b: stage_loss(filt, x, b, 0.3, 3, eps=1e-2, weight=a)["loss"], (we, wd))
+
+
+def test_convolutional_stage_loss_is_the_locally_connected_one_with_tied_weights():
+    """A convolution is a locally connected layer with the same filter everywhere: same loss."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 2, 7, 7, generator=g, dtype=D64)
+    conv = nn.Conv2d(2, 3, 3, bias=False).double()
+    local = LocallyConnected2d(2, 3, 3, bias=False, input_size=(7, 7)).double()
+    we = torch.randn(3, 2, 3, 3, generator=g, dtype=D64, requires_grad=True)
+    wd = torch.randn(3, 2, 3, 3, generator=g, dtype=D64, requires_grad=True)
+    tile = lambda w: w.expand(5, 5, *w.shape)   # noqa: E731
+    got = stage_loss(conv, x, wd, 0.2, 3, weight=we)
+    want = stage_loss(local, x, tile(wd), 0.2, 3, weight=tile(we))
+    for k in got:
+        torch.testing.assert_close(got[k], want[k])
+    assert torch.autograd.gradcheck(lambda a, b: stage_loss(conv, x, b, 0.2, 3, weight=a)["loss"], (we, wd))
+
+
+def _bars(n=96, size=12):
+    """Images of random horizontal and vertical bars: structure to learn."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.zeros(n, 1, size, size)
+    for i in range(n):
+        r, c = torch.randint(0, size, (2,), generator=g).tolist()
+        if i % 2:
+            x[i, 0, r, :] = 1.0
+        else:
+            x[i, 0, :, c] = 1.0
+    return x + 0.05 * torch.randn(x.shape, generator=g)
+
+
+@pytest.mark.parametrize("schedule", ["greedy", "joint"])
+@pytest.mark.parametrize("spec", [
+    {"name": "le2012", "kernel": 4, "maps": 3, "stages": 2, "pool": 3, "lcn": 3},
+    {"name": "convnet", "stages": [{"layer": "conv", "channels": 4, "kernel": 3, "padding": "same"},
+                                   {"layer": "tiled", "channels": 4, "kernel": 3, "tile": 2, "pool": "l2"}]},
+], ids=["le2012_local", "convnet_conv_tiled"])
+def test_greedy_and_joint_training_lower_every_stage_loss(spec, schedule):
+    torch.manual_seed(0)
+    net = build_model(spec, (1, 12, 12), 5)
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    stats = pretrain_stages(net, _bars(), schedule=schedule, epochs=6, lr=1e-2, batch_size=32, sparsity=0.05)
+    assert [s["stage"] for s in stats] == ["stage1", "stage2"]
+    for s in stats:
+        assert len(s["epochs"]) == 6 and s["schedule"] == schedule
+        assert s["epochs"][-1]["loss"] < 0.8 * s["epochs"][0]["loss"], s
+    changed = {n for n, p in net.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {"stage1.filter.weight", "stage2.filter.weight"}     # biases and classifier: fine-tuning's
+    assert net.training
+
+
+def test_errors_name_the_key():
+    with pytest.raises(ConfigError, match="schedule"):
+        pretrain_stages(build_model({"name": "le2012", "kernel": 3, "maps": 2, "stages": 1}, (1, 8, 8), 0),
+                        torch.rand(4, 1, 8, 8), schedule="both")
+    with pytest.raises(ConfigError, match="needs a model of stages"):
+        pretrain_stages(nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), torch.rand(4, 1, 8, 8))
+    with pytest.raises(ConfigError, match=r"--set pretrain.params.shedule=joint: pretrain: params.shedule: unknown"
+                                          r".*schedule"):
+        api.train("digits_convnet", ["pretrain.method=stages", "pretrain.params.shedule=joint"])
+
+
+def test_a_recipe_pretrains_its_stages_then_fine_tunes(tmp_path):
+    r = api.train("digits_convnet", ["pretrain.method=stages", "pretrain.epochs=1", "pretrain.params.schedule=greedy",
+                                     "train.epochs=1"], out=tmp_path / "run", progress=False, figures=False)
+    record = json.loads((r.run_dir / "pretrain.json").read_text())
+    assert record["method"] == "stages" and [s["stage"] for s in record["layers"]] == ["stage1", "stage2"]
+    assert r.history[-1]["epoch"] == 1
+
+
+def test_transpose_of_locally_connected_is_differentiable_twice():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(2, 3, 4, 4, generator=g, dtype=D64, requires_grad=True)
+    w = torch.randn(4, 4, 3, 2, 3, 3, generator=g, dtype=D64, requires_grad=True)
+    f = lambda a, b: VF.locally_connected2d_transpose(a, b, (9, 9), stride=2)   # noqa: E731
+    assert torch.autograd.gradcheck(f, (z, w)) and torch.autograd.gradgradcheck(f, (z, w), fast_mode=True)
