@@ -14,6 +14,7 @@ invocations, so experiments can be run one at a time):
   (logistic regression) trained on the codes of one modality and tested on the codes of the other.
 
     python benchmarks/extensions.py semisup_mnist [--seeds 0 1 2] [--set train.epochs=2] [--data-dir DIR]
+    python benchmarks/extensions.py multimodal_avmnist --seeds 0 --figures docs/images   # + README figure
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def semisup_mnist(seed: int, root: str, tmp: Path, extra: list[str]) -> list[dic
     return rows
 
 
+FIGURES: Path | None = None   # --figures DIR: the first seed's pictures go there (README)
+
+
 def multitask(recipe: str, seed: int, root: str, tmp: Path, extra: list[str]) -> list[dict]:
     from visionnets.recipes import load_recipe
 
@@ -66,6 +70,11 @@ def multitask(recipe: str, seed: int, root: str, tmp: Path, extra: list[str]) ->
     for arm, overrides in arms:
         r, wall = train(recipe, [f"seed={seed}", *extra, *overrides], root, tmp / f"{arm}-{seed}".replace(" ", "_"))
         last = r.history[-1]
+        if FIGURES is not None and arm == "shared trunk":
+            from visionnets.viz.curves import plot_task_curves
+
+            print("wrote", plot_task_curves(r.history, FIGURES / f"{recipe}_task_curves.png",
+                                            title=f"{recipe}: per-task test error, shared trunk"), file=sys.stderr)
         rows.append({"arm": arm, "seed": seed, "epochs": last["epoch"], "wall_s": round(wall, 1),
                      **{f"test_error_{t}_pct": pct(last.get(f"test_error_{t}")) for t in tasks}})
     return rows
@@ -88,6 +97,10 @@ def multimodal_avmnist(seed: int, root: str, tmp: Path, extra: list[str]) -> lis
            "test_error_both_pct": pct(last["test_error"]), "test_error_image_only_pct": pct(last["test_error_only_x"]),
            "test_error_audio_only_pct": pct(last["test_error_only_audio"])}
     model, ds = r.model, r.dataset
+    if FIGURES is not None:
+        from visionnets.viz.multimodal import plot_cross_modal
+
+        print("wrote", plot_cross_modal(model, ds.test, FIGURES / "avmnist_cross_modal.png"), file=sys.stderr)
     for train_m, test_m in (("x", "audio"), ("audio", "x")):
         clf = LogisticRegression(max_iter=500).fit(codes(model, ds.train, train_m).numpy(), ds.train.y.numpy())
         err = 1 - clf.score(codes(model, ds.test, test_m).numpy(), ds.test.y.numpy())
@@ -125,12 +138,17 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="a recipe override for every run")
     ap.add_argument("--data-dir")
+    ap.add_argument("--figures", type=Path, help="save the first seed's figures (task curves, cross-modal "
+                                                 "reconstructions) in this folder, e.g. docs/images")
     args = ap.parse_args(argv)
-    name = f"extensions_{args.experiment}"
+    # runs with overrides (quick looks) never mix their rows into the committed results
+    name = f"extensions_{args.experiment}" + ("_with_overrides" if args.overrides else "")
     prev = RESULTS / f"{name}.json"
     rows = json.loads(prev.read_text())["rows"] if prev.exists() else []
+    global FIGURES
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
+            FIGURES = args.figures if seed == args.seeds[0] else None
             new = EXPERIMENTS[args.experiment](seed, data_dir(args.data_dir), Path(tmp), args.overrides)
             rows = [r for r in rows if r["seed"] != seed or r["arm"] not in {n["arm"] for n in new}] + new
             summary = summarize(rows)
