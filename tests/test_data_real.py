@@ -138,3 +138,23 @@ def test_face_tasks_real():
         assert abs(m_face - m_non) < 0.1 and split.x.min() >= 0 and split.x.max() <= 1
     assert set(ds.test.y[:, 1].unique().tolist()) - {-1} <= set(ds.train.y[:, 1].unique().tolist())
     assert len(set(ds.test.y[:, 1].tolist()) - {-1}) == 62                       # every person tested
+
+
+def test_rare_faces_real():
+    """Faces rare in training (3 %), test faces of held-out people at the paper's ratio, same tone."""
+    from visionnets.data.rarefaces import PAPER_NONFACES_PER_FACE, balanced_test
+
+    root = need_data("lfw", "cifar10", "natural")
+    ds = load_dataset("rare_faces", root, val_fraction=0.0, n_train=3000, face_fraction=0.03, n_test_faces=300)
+    assert ds.input_shape == (1, 32, 32) and ds.val is None and len(ds.train) == 3000
+    assert int(ds.train.y.sum()) == 90 and int(ds.test.y.sum()) == 300
+    assert int((ds.test.y == 0).sum()) == round(300 * PAPER_NONFACES_PER_FACE)
+    bal = balanced_test(ds.test)
+    assert len(bal) == 600 and bal.y.float().mean().item() == 0.5
+    train_faces = {bytes(x.numpy().tobytes()) for x in ds.train.x[ds.train.y == 1]}
+    assert not any(bytes(x.numpy().tobytes()) in train_faces for x in ds.test.x[ds.test.y == 1])
+    for split in (ds.train, bal):
+        m_face, m_non = split.x[split.y == 1].mean().item(), split.x[split.y == 0].mean().item()
+        assert abs(m_face - m_non) < 0.1 and split.x.min() >= 0 and split.x.max() <= 1
+    with pytest.raises(DataError, match="val_fraction"):
+        load_dataset("rare_faces", root, val_fraction=0.1)

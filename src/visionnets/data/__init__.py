@@ -29,7 +29,7 @@ from visionnets.errors import ConfigError, did_you_mean
 
 # importing a loader registers it
 from visionnets.data import (avmnist, cifar10, cosine, digits, faces, facetasks, mnist, multimnist,  # noqa: E402,F401
-                             natural, user)
+                             natural, rarefaces, user)
 from visionnets.data.natural import load_natural_images  # noqa: E402
 
 DEFAULT_DATASET = "digits"
