@@ -132,8 +132,41 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _cell(s: dict, key: str) -> str:
+    """'mean (min-max)' of a summary's ``key`` (a percentage), or an em dash."""
+    if key not in s:
+        return "—"
+    return f"{s[key]:.2f} ({s[key.replace('_pct', '_range')].replace('-', '–')})"
+
+
+def _label(key: str) -> str:
+    """test_error_left_pct -> 'left'; test_error_pct -> 'all'; cross_modal_x_to_audio_error_pct -> 'cross-modal x → audio'."""
+    key = key.removesuffix("_pct")
+    if key.startswith("cross_modal_"):
+        return "cross-modal " + key.removeprefix("cross_modal_").removesuffix("_error").replace("_to_", " → ")
+    return key.removeprefix("test_error").strip("_").replace("_", " ") or "all"
+
+
+def readme_table() -> str:
+    """The README's table, from the committed JSON of every experiment run so far."""
+    lines = ["| experiment | arm | seeds | test error (%): mean (min–max) | wall time per run (s) |",
+             "|---|---|---|---|---|"]
+    for exp in EXPERIMENTS:
+        path = RESULTS / f"extensions_{exp}.json"
+        if not path.exists():
+            continue
+        for s in json.loads(path.read_text())["summary"]:
+            errors = [f"{_label(k)}: {_cell(s, k)}" for k in s
+                      if k.startswith(("test_error", "cross_modal")) and k.endswith("_pct")]
+            lines.append(f"| {exp} | {s['arm']} | {s['seeds']} | {'; '.join(errors)} | {round(s.get('wall_s', 0))} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    if argv is None and sys.argv[1:] == ["--readme"]:
+        print(readme_table())
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] + " (--readme: print the README's table)")
     ap.add_argument("experiment", choices=sorted(EXPERIMENTS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="a recipe override for every run")

@@ -13,10 +13,12 @@ W_d of the same shape by
 
 (reconstruction ICA with the L2-pooling sparsity of Le et al.). The L2 pooling has the stage's
 own pool window and stride (3x3, stride 1 where the stage does not pool); ``eps`` inside its
-root keeps the gradient finite at 0. The decoder starts as the encoder's weight scaled to the
-input's brightness (least squares on one batch); after every step each decoder filter (one per output unit)
-is projected to norm <= 1, so the penalty cannot be dodged by a small encoder and a large
-decoder. Only the filter's weight is learned (its bias, if any, is left for fine-tuning).
+root keeps the gradient finite at 0. Every encoder filter (one per output unit) is kept at unit
+norm (renormalized after each step, as RICA normalizes its rows), so the sparsity cannot be
+dodged by shrinking the encoder (measured: without it, the filters turned away from the images'
+energy and lost the faces of ``benchmarks/face_neuron.py``); the decoder is free and starts as the
+encoder's weight scaled to the input's brightness (least squares on one batch). Only the
+filter's weight is learned (its bias, if any, is left for fine-tuning).
 
 ``pretrain_stages`` trains them greedily (stage 1 to convergence, then stage 2 on the outputs
 of stage 1, ...) or jointly (all stages at once, each on its current input from the stages
@@ -103,6 +105,12 @@ def _pool_of(stage: nn.Module) -> tuple[int, int]:
 
 
 @torch.no_grad()
+def _unit_norm_(w: Tensor) -> None:
+    """Each filter of a conv (O, C, kh, kw), locally connected or tiled (..., O, C, kh, kw) weight to norm 1."""
+    w.div_(w.flatten(-3).norm(dim=-1).clamp_min(1e-12)[..., None, None, None])
+
+
+@torch.no_grad()
 def _scale_decoders(stages, decoders: list[Tensor], group: list[int], h: Tensor) -> None:
     """Start each decoder of ``group`` at the encoder's weight times the least-squares scale
     c = <x_hat, x> / <x_hat, x_hat> on one batch (x_hat the tied reconstruction), so that the
@@ -147,6 +155,8 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
     for group in groups:
         params = [p for i in group for p in (stages[i][1].filter.weight, decoders[i])]
         opt = torch.optim.Adam(params, lr=lr)
+        for i in group:
+            _unit_norm_(stages[i][1].filter.weight)
         _scale_decoders(stages, decoders, group, x[torch.randperm(len(x), generator=gen)[:batch_size]].to(device))
         for epoch in progress(range(epochs), verbose, f"pretrain {'+'.join(stages[i][0] for i in group)}"):
             order = torch.randperm(len(x), generator=gen)
@@ -168,10 +178,8 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 opt.step()
-                with torch.no_grad():
-                    for i in group:
-                        w = decoders[i]
-                        w.div_(w.flatten(-3).norm(dim=-1).clamp_min(1.0)[..., None, None, None])
+                for i in group:
+                    _unit_norm_(stages[i][1].filter.weight)
                 n += 1
             for i in group:
                 row = {"epoch": epoch + 1, **{k: v / n for k, v in sums[i].items()}}
