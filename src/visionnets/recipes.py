@@ -81,6 +81,8 @@ class TrainSection(_Section):
     schedule: ScheduleSection = ScheduleSection()
     early_stopping: EarlyStoppingSection = EarlyStoppingSection()
     grad_clip: PosFloat | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"   # bf16: the forward under bfloat16 autocast (fast bf16 only)
+    compile: bool = False                          # the training step's forward under torch.compile
     max_steps_per_epoch: PosInt | None = None
     eval_test_each_epoch: bool = True
     checkpoint_every_steps: PosInt | None = None   # also checkpoint inside an epoch, every this many steps

@@ -39,6 +39,7 @@ from visionnets.train.loader import TensorLoader
 from visionnets.train.record import Tally, final_record
 from visionnets.train.rundir import RunDir
 from visionnets.train.setup import EXECUTORS, Setup, build_model_for, objective_for
+from visionnets.train.step import for_training
 from visionnets.train.trainer import Trainer, tally_split, trainer_options
 
 BACKENDS = ("gloo", "nccl")
@@ -73,7 +74,8 @@ class DDPTrainer(Trainer):
                                          device=self.device, rank=rank, workers=workers,
                                          labeled_per_batch=self.labeled_per_batch)
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self.ddp = self.step_module = DistributedDataParallel(self.model, device_ids=ids)
+        self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.step_module = for_training(self.ddp, self.compile)
         self.weight = _Weight()
         self.ddp.register_comm_hook(self.weight, _weighted_allreduce)
 

@@ -36,7 +36,7 @@ from visionnets.train.loader import TensorLoader
 from visionnets.train.record import Tally
 from visionnets.train.seeds import replica_data_seed
 from visionnets.train.setup import build_model_for, objective_for
-from visionnets.train.step import train_step
+from visionnets.train.step import for_training, train_step
 
 MAX_PENDING_PUSHES = 4  # per shard: how far a replica may run ahead of its unanswered pushes
 
@@ -82,6 +82,7 @@ class Replica:
                           tasks=about["tasks"], modalities=about["modalities"])
         self.model = build_model_for(self.rec, dataset)
         self.model.train()
+        self.step_module = for_training(self.model, t.compile)
         self.params = list(self.model.parameters())
         self.objective = objective_for(self.rec, dataset)
         self.augment = build_augment(self.rec.data.augment)
@@ -128,9 +129,9 @@ class Replica:
                 self._fetch()
                 fetches += 1
             batch = self.loader.batch_at(*divmod(step, self.nb))
-            out = train_step(self.model, self.objective, batch, seed=self.rec.seed, stream=self.slot, step=step,
+            out = train_step(self.step_module, self.objective, batch, seed=self.rec.seed, stream=self.slot, step=step,
                              params=self.params, augment=self.augment, grad_clip=self.grad_clip,
-                             where=f"replica {self.slot}, its step {step}")
+                             where=f"replica {self.slot}, its step {step}", precision=self.rec.train.precision)
             g = flat_grad(self.params)
             acc = g if acc is None else acc.add_(g)
             group_examples += batch.size

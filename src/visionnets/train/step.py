@@ -19,6 +19,8 @@ draws the same numbers in every executor and when it is redone.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Callable
 
 import torch
@@ -38,23 +40,89 @@ def seed_forward(seed: int, device: torch.device) -> None:
         torch.cuda.manual_seed(seed)
 
 
+@functools.cache
+def fast_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` computes bfloat16 fast: CUDA with bf16 support, or a CPU with
+    AVX-512 BF16 or AMX (elsewhere bf16 autocast is emulated and slower than float32)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        try:
+            with open("/proc/cpuinfo") as fh:
+                flags = fh.read()
+        except OSError:
+            return False
+        return " avx512_bf16" in flags or " amx_bf16" in flags
+    return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.precision`` on ``device``: bfloat16 for ``bf16`` where it is
+    fast (else a warning, once, and float32), None for ``fp32``."""
+    if precision == "fp32":
+        return None
+    if not fast_bf16(device.type):
+        _warn_once(f"train.precision: bf16 has no fast path on this {device.type} (no AVX-512 BF16, AMX or "
+                   f"CUDA bf16); training in fp32")
+        return None
+    return torch.bfloat16
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+class Compiled:
+    """``module`` under ``torch.compile`` for the training step (``train.compile: true``), eager
+    again, with a warning, if compiling fails. Attributes are the module's (its parameters,
+    ``train()``, the objective's decoders): only the call is compiled."""
+
+    def __init__(self, module: nn.Module):
+        self.module, self.failed = module, False
+        self.compiled = torch.compile(module)
+
+    def __call__(self, *args, **kwargs):
+        if not self.failed:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as exc:                      # noqa: BLE001 - any compiler failure: run eager
+                self.failed = True
+                _warn_once(f"train.compile: torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                           f"training eagerly")
+        return self.module(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+
+def for_training(module: nn.Module, compile: bool = False):
+    """What ``train_step`` calls: ``module``, or ``module`` compiled (``train.compile``)."""
+    return Compiled(module) if compile else module
+
+
 def train_step(module: nn.Module, objective: Callable, batch: Batch, *, seed: int, stream: int, step: int,
                params: list[nn.Parameter], augment: Callable | None = None, grad_clip: float | None = None,
-               where: str | Callable[[], str] | None = None) -> Output:
+               where: str | Callable[[], str] | None = None, precision: str = "fp32") -> Output:
     """FPROP and BPROP of ``batch`` through ``module``: gradients left in ``params``' ``.grad``.
 
-    ``module`` is what the objective calls (the model, or its DDP wrapper); ``params`` its
-    parameters (their gradients are reset first); ``augment(x, generator)`` transforms the
-    inputs; ``grad_clip`` caps the gradients' global norm; ``where`` (a string, or a function
-    making one) says where a non-finite loss happened.
+    ``module`` is what the objective calls (the model, or its DDP wrapper, possibly
+    ``for_training(..., compile=True)``); ``params`` its parameters (their gradients are reset
+    first); ``augment(x, generator)`` transforms the inputs; ``grad_clip`` caps the gradients'
+    global norm; ``where`` (a string, or a function making one) says where a non-finite loss
+    happened; ``precision``: ``fp32``, or ``bf16`` (the FPROP under bfloat16 autocast where the
+    device has fast bf16; weights, gradients and the update stay float32).
     """
     if hasattr(objective, "at_step"):
         objective.at_step(step)                                     # weight schedules
     augment_seed, forward_seed = step_seeds(seed, stream, step)
     if augment is not None:
         batch = batch.replace(x=augment(batch["x"], torch.Generator().manual_seed(augment_seed)))
-    seed_forward(forward_seed, next(iter(batch.values())).device)   # dropout and the like
-    out = objective(module, batch)                                  # FPROP
+    device = next(iter(batch.values())).device
+    seed_forward(forward_seed, device)                              # dropout and the like
+    dtype = autocast_dtype(precision, device)
+    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        out = objective(module, batch)                              # FPROP
     if not torch.isfinite(out.loss):
         at = where() if callable(where) else where or f"step {step + 1}"
         raise TrainingError(f"loss became {out.loss.item()} at {at}")

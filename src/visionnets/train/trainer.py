@@ -42,7 +42,7 @@ from visionnets.train.optim import build_optimizer, lr_factor, set_lr
 from visionnets.train.record import EarlyStopping, RunRecord, Tally, epoch_record, evaluation_record
 from visionnets.train.rundir import RunDir
 from visionnets.train.setup import EXECUTORS, Setup, objective_for
-from visionnets.train.step import train_step
+from visionnets.train.step import for_training, train_step
 
 
 @torch.no_grad()
@@ -76,6 +76,7 @@ def trainer_options(rec: Recipe) -> dict[str, Any]:
     return dict(epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
                 optimizer=t.optimizer, schedule=t.schedule, early_stopping=t.early_stopping,
                 grad_clip=t.grad_clip, augment=build_augment(rec.data.augment), seed=rec.seed,
+                precision=t.precision, compile=t.compile,
                 device=rec.device, max_steps_per_epoch=t.max_steps_per_epoch,
                 eval_test_each_epoch=t.eval_test_each_epoch, checkpoint_every_steps=t.checkpoint_every_steps,
                 labeled_per_batch=t.labeled_per_batch)
@@ -101,7 +102,8 @@ class Trainer:
                  run_dir: str | Path | RunDir | None = None, progress: bool = True,
                  max_steps_per_epoch: int | None = None, eval_test_each_epoch: bool = True,
                  callbacks: tuple[Callable, ...] = (), started: float | None = None, writer: bool = True,
-                 checkpoint_every_steps: int | None = None, labeled_per_batch: int | None = None):
+                 checkpoint_every_steps: int | None = None, labeled_per_batch: int | None = None,
+                 precision: str = "fp32", compile: bool = False):
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.objective, self.dataset = objective, dataset
@@ -121,7 +123,8 @@ class Trainer:
         self.resume_at: tuple[int, Tally, float] | None = None   # mid-epoch: (batch, partial sums, seconds)
         self.wall_before, self.examples_seen, self.started = 0.0, 0, started
         self.stream = 0                        # the seed stream of this process (a DDP worker's rank)
-        self.step_module = self.model          # what the objective calls in training (DDP: its wrapper)
+        self.precision, self.compile = precision, compile
+        self.step_module = for_training(self.model, compile)   # what the objective calls (DDP: its wrapper)
         self.params = list(self.model.parameters())
         self.labeled_per_batch = labeled_per_batch
         self.train_loader = TensorLoader(dataset.train, batch_size, shuffle=True, seed=seed, device=self.device,
@@ -186,7 +189,7 @@ class Trainer:
         """FPROP and BPROP of one batch (the shared step), gradients left in the parameters."""
         return train_step(self.step_module, self.objective, batch, seed=self.seed, stream=self.stream,
                           step=self.step, params=self.params, augment=self.augment, grad_clip=self.grad_clip,
-                          where=self.where)
+                          where=self.where, precision=self.precision)
 
     def save_progress(self, batches: int, tally: Tally, seconds: float, wall_s: float) -> None:
         """A checkpoint inside an epoch: the run state, the batch to continue at, the partial sums."""

@@ -15,8 +15,7 @@ W_d of the same shape by
 own pool window and stride (3x3, stride 1 where the stage does not pool); ``eps`` inside its
 root keeps the gradient finite at 0. Every encoder filter (one per output unit) is kept at unit
 norm (renormalized after each step, as RICA normalizes its rows), so the sparsity cannot be
-dodged by shrinking the encoder (measured: without it, the filters turned away from the images'
-energy and lost the faces of ``benchmarks/face_neuron.py``); the decoder is free and starts as the
+dodged by shrinking the encoder; the decoder is free and starts as the
 encoder's weight scaled to the input's brightness (least squares on one batch). Only the
 filter's weight is learned (its bias, if any, is left for fine-tuning).
 
