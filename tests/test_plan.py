@@ -57,3 +57,49 @@ def test_activations_of_a_named_layer_and_a_bad_name(tmp_path):
     assert api.activations(run, x, "stage1.filter").shape == (5, 32 * 8 * 8)
     with pytest.raises(ConfigError, match="no layer named 'stage1.filtr' in the model \\(did you mean 'stage1.filter'"):
         api.activations(run, x, "stage1.filtr")
+
+
+def test_locally_connected_flops_are_counted():
+    report = plan("digits_convnet", ["model={name: le2012, stages: 1, kernel: 3, maps: 2, pool: 1, lcn: 1}"],
+                  input_shape=(1, 10, 10), num_outputs=0)
+    lc = 2 * 8 * 8 * 2 * 1 * 3 * 3                                   # one multiply-add per weight
+    assert lc <= report["forward_flops_per_example"] <= 1.3 * lc        # plus LCN's small convolutions
+    big = plan("le2012")
+    assert 2 * big["parameters"] <= big["forward_flops_per_example"] <= 2.05 * big["parameters"]
+
+
+def test_capacity_memory_halos_and_time_by_hand():
+    from visionnets.train.plan import capacity
+
+    over = ["model={name: le2012, stages: 1, kernel: 3, maps: 2, pool: 1, lcn: 5}", "train.batch_size=4"]
+    report = plan("digits_convnet", over, input_shape=(1, 10, 10), num_outputs=0)
+    one = capacity(report, machines=1, flops=1e9, bandwidth=1e6, memory_gb=1)
+    assert one["halo_bytes_per_step"] == 0 and one["sync_bytes_per_step"] == 0
+    assert one["worker_memory_bytes"] == (report["weights_bytes"] + report["gradients_bytes"]
+                                          + report["optimizer_state_bytes"] + 4 * report["activations_bytes_per_example"])
+    assert one["seconds_per_step"] == pytest.approx(4 * report["training_flops_per_example"] / 1e9)
+    two = capacity(report, machines=2, partitions=2, flops=1e9, bandwidth=1e6, memory_gb=1)
+    assert two["grid"] == [1, 2] and two["worker_memory_bytes"] == pytest.approx(one["worker_memory_bytes"] / 2)
+    # halos, by hand: 1 x 2 blocks meet along a 10-row (filter: 1 channel, 2 extra columns) and an 8-row edge
+    # (LCN 5x5 over 2 maps: 4 extra columns), both sides, forward and backward, 4 examples of float32;
+    # then the top map (2 x 8 x 8) gathered, and its gradient, half of it from the other worker
+    filt = 2 * 2 * 10 * 1 * 4 * 4 * 2
+    lcn = 2 * 4 * 8 * 2 * 4 * 4 * 2
+    gather = 2 * 2 * 8 * 8 * 4 * 4 * 0.5
+    assert two["halo_bytes_per_step"] == pytest.approx(filt + lcn + gather)
+    dp = capacity(report, machines=5, replicas=2, partitions=2, n_fetch=1, n_push=2)
+    assert dp["parameter_server_machines"] == 1 and dp["idle_machines"] == 0
+    assert dp["sync_bytes_per_step"] == pytest.approx(report["weights_bytes"] / 2 * 1.5)
+    assert dp["parameter_server_memory_bytes"] == report["weights_bytes"] + report["optimizer_state_bytes"]
+    assert dp["examples_per_second"] == pytest.approx(2 * 4 / dp["seconds_per_step"])
+
+
+def test_capacity_of_the_published_network_and_bad_input(capsys):
+    assert main(["plan", "le2012", "--machines", "1000", "--replicas", "5", "--partitions", "160", "--json"]) == 0
+    cap = json.loads(capsys.readouterr().out)["capacity"]
+    assert cap["fits"] and cap["grid"] == [10, 16] and cap["parameter_server_machines"] == 200
+    assert cap["halo_bytes_per_step"] > 0 and cap["examples_per_second"] > 0
+    assert main(["plan", "le2012", "--machines", "10", "--replicas", "5", "--partitions", "4"]) == 2
+    assert "5 replicas x 4 partitions need 20" in capsys.readouterr().err
+    assert main(["plan", "le2012", "--machines", "100000", "--partitions", "40000"]) == 2
+    assert "smallest partitioned map is 149 x 149" in capsys.readouterr().err

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 from visionnets.errors import ConfigError
 
@@ -257,6 +259,17 @@ def _(x, weight, bias, stride, padding):
 def _(grad_y, x, weight, stride, padding, need_x, need_w):
     return (x.new_empty(x.shape) if need_x else x.new_empty(0),
             weight.new_empty(weight.shape) if need_w else weight.new_empty(0))
+
+
+@register_flop_formula(torch.ops.visionnets.locally_connected2d)
+def _lc_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """2 B oh ow O C kh kw: one multiply-add per weight per example (``torch.utils.flop_counter``)."""
+    return 2 * x_shape[0] * math.prod(w_shape)
+
+
+@register_flop_formula(torch.ops.visionnets.locally_connected2d_backward)
+def _lc_backward_flops(g_shape, x_shape, w_shape, stride, padding, need_x, need_w, out_shape=None, **kwargs) -> int:
+    return 2 * x_shape[0] * math.prod(w_shape) * (int(need_x) + int(need_w))
 
 
 class _LocallyConnected2dFn(torch.autograd.Function):
