@@ -67,3 +67,4 @@ def test_boosting_lowers_the_training_error_and_quantile_bins():
 def test_follows_the_scikit_learn_contract():
     check_estimator(AdaBoostMH(n_rounds=5, device="cpu"))
     check_estimator(AdaBoostMH())
+    check_estimator(AdaBoostMH(random_state=0))

@@ -15,7 +15,7 @@ from visionnets.baselines.table import (NOT_MEASURED, PROPERTIES, TABLE_COLUMNS,
 from visionnets.data.base import Dataset, Split
 from visionnets.errors import ConfigError
 
-CHEAP = {"boosted_trees": {"max_iter": 5}, "boosted_stumps": {"n_estimators": 20},
+CHEAP = {"boosted_trees": {"max_iter": 5}, "boosted_stumps": {"n_rounds": 20}, "boosted_stumps_samme": {"n_estimators": 20},
          "rbm_logistic": {"n_components": 32, "n_iter": 5, "batch_size": 10, "C": 1000.0}}
 
 
@@ -41,8 +41,11 @@ def all_rows():
 
 
 def test_rows_are_measured(all_rows):
-    assert [r.method for r in all_rows] == ["boosted_stumps", "boosted_trees", "knn", "linear", "linear_svm",
-                                           "rbm_logistic", "svm_rbf"]
+    assert [r.method for r in all_rows] == ["boosted_stumps", "boosted_stumps_samme", "boosted_trees", "knn", "linear",
+                                           "linear_svm", "rbm_logistic", "svm_rbf"]
+    stumps = all_rows[0]
+    assert stumps.extra["rounds"] == 20 == len(stumps.extra["error_by_round"]) and stumps.extra["seconds_per_round"] > 0
+    assert stumps.extra["error_by_round"][-1] == pytest.approx(stumps.error, abs=1e-3)
     for r in all_rows:
         assert r.kind == "baseline" and r.n_train == 800 and r.n_test == 300
         assert 0 <= r.error < 50 and r.train_seconds > 0 and r.test_seconds_per_1000 > 0
@@ -126,7 +129,8 @@ def test_report_writes_json_and_png(all_rows, tmp_path):
     assert [r["method"] for r in data["rows"]] == [r.method for r in all_rows]
     assert data["rows"][0]["error"] == all_rows[0].error
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.png"]   # no temp files left
+    assert (tmp_path / "c_rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"    # the boosting curve
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "c.png", "c_rounds.png"]   # no temp files left
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "c.json").stat().st_mode & 0o777 == 0o666 & ~umask     # not mkstemp's 0600

@@ -23,7 +23,7 @@ from visionnets.io import atomic_write
 PRETRAINED, FROM_SCRATCH = "_pretrained", "_random"   # a pre-trained net and its twin from random init
 
 FAMILIES = {  # column of the properties table each method belongs to
-    "boosted_stumps": "Boosting", "boosted_trees": "Boosting", "rbm_logistic": "Probab. models",
+    "boosted_stumps": "Boosting", "boosted_stumps_samme": "Boosting", "boosted_trees": "Boosting", "rbm_logistic": "Probab. models",
     "knn": "k-NN", "svm_rbf": "SVM", "linear": "Linear", "linear_svm": "Linear",
 }
 FAMILY_ORDER = ["Deep nets", "Boosting", "Probab. models", "SVM", "k-NN", "Linear"]
@@ -193,10 +193,15 @@ def write_json(path: str | Path, rows: Sequence[Row], meta: dict | None = None,
 
 def report(rows: Sequence[Row], out_dir: str | Path, stem: str = "compare", meta: dict | None = None,
            measured: dict | None = None) -> str:
-    """Write ``out_dir/<stem>.json`` and ``out_dir/<stem>.png``; return both markdown tables."""
+    """Write ``out_dir/<stem>.json`` and ``out_dir/<stem>.png`` (and ``<stem>_rounds.png``, the
+    error-vs-rounds curves of the boosting rows); return both markdown tables."""
     from visionnets.viz.compare import plot_comparison
 
     out_dir = Path(out_dir)
     write_json(out_dir / f"{stem}.json", rows, meta, measured)
     plot_comparison(out_dir / f"{stem}.png", rows, title=f"{(meta or {}).get('dataset', '')} test error".strip())
+    if any("error_by_round" in r.extra for r in rows):
+        from visionnets.viz.compare import plot_error_by_round
+
+        plot_error_by_round(out_dir / f"{stem}_rounds.png", rows)
     return render_table(rows) + "\n\n" + render_properties(properties(rows, measured))

@@ -48,3 +48,31 @@ def plot_comparison(path: str | Path, rows: Sequence, title: str = "") -> Path:
     return path
 
 
+
+
+def plot_error_by_round(path: str | Path, rows: Sequence) -> Path:
+    """Test error after each boosting round (the rows with ``extra["error_by_round"]``), log-log,
+    with the tutorial's error as a dashed line where it has one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for r in rows:
+        curve = r.extra.get("error_by_round")
+        if not curve:
+            continue
+        line, = ax.plot(np.arange(1, len(curve) + 1), curve, label=f"{r.label}: {curve[-1]:.2f}% after {len(curve)}")
+        if r.tutorial_error is not None:
+            ax.axhline(r.tutorial_error, ls="--", color=line.get_color(), lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("boosting rounds")
+    ax.set_ylabel("test error (%)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return path
