@@ -45,6 +45,7 @@ OPTIONS = {                         # cheapest first
     "knn": {"k": 3},
     "rbm_logistic": {},
     "boosted_stumps": {"n_rounds": 1000},       # AdaBoost.MH: ~1.5-2.5 s a round on full MNIST here
+    "haar_stumps": {"n_features": 2000, "n_rounds": 1000},
     "boosted_trees": {"max_iter": 100},
     "svm_rbf": {},
 }

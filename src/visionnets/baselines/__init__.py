@@ -18,6 +18,7 @@ tutorial's MNIST table with numbers measured here.
 
 from visionnets.baselines.adaboost import AdaBoostMH
 from visionnets.baselines.base import Baseline, as_features, as_labels
+from visionnets.baselines.haar import HaarFeatures
 from visionnets.baselines.methods import BASELINES
 
-__all__ = ["BASELINES", "Baseline", "AdaBoostMH", "as_features", "as_labels"]
+__all__ = ["BASELINES", "Baseline", "AdaBoostMH", "HaarFeatures", "as_features", "as_labels"]

@@ -167,9 +167,11 @@ def run_baseline(name: str, train: tuple, test: tuple, options: dict | None = No
     test_s = time.perf_counter() - t0
     extra = {}
     est = model.estimator
-    if hasattr(est, "staged_predict") and hasattr(est, "round_seconds_"):     # boosting: the curve
-        extra["error_by_round"] = [round(float(100 * np.mean(p != yt)), 3) for p in est.staged_predict(Xt)]
-        extra["rounds"], extra["seconds_per_round"] = len(extra["error_by_round"]), est.round_seconds_
+    booster = est[-1] if hasattr(est, "steps") else est             # a Pipeline ends with the booster
+    if hasattr(booster, "round_seconds_"):                          # boosting: the error after every round
+        Z = est[:-1].transform(Xt) if hasattr(est, "steps") else Xt
+        extra["error_by_round"] = [round(float(100 * np.mean(p != yt)), 3) for p in booster.staged_predict(Z)]
+        extra["rounds"], extra["seconds_per_round"] = len(extra["error_by_round"]), booster.round_seconds_
     if name == "rbm_logistic" and n_labelled and n_labelled < len(X):
         extra["unlabelled_gain"] = _unlabelled_gain(model, X, y, Xt, yt, n_labelled, seed)
     return Row(method=name, label=model.label, kind="baseline", tutorial_name=model.tutorial_name,

@@ -9,7 +9,7 @@ tutorial's table (``tutorial_error=None``).
 
     >>> from visionnets.baselines import BASELINES
     >>> BASELINES.names()
-    ['boosted_stumps', 'boosted_stumps_samme', 'boosted_trees', 'knn', 'linear', 'linear_svm', 'rbm_logistic', 'svm_rbf']
+    ['boosted_stumps', 'boosted_stumps_samme', 'boosted_trees', 'haar_stumps', 'knn', 'linear', 'linear_svm', 'rbm_logistic', 'svm_rbf']
     >>> knn = BASELINES.build("knn", {"k": 1})
     >>> knn.name, knn.tutorial_error
     ('knn', 5.0)
@@ -17,6 +17,7 @@ tutorial's table (``tutorial_error=None``).
 
 from __future__ import annotations
 
+import numpy as np
 from sklearn.ensemble import AdaBoostClassifier, HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
@@ -53,6 +54,12 @@ def _count_adaboost(est) -> int:
 def _count_adaboost_mh(est) -> int:
     """Every stump: its feature, threshold and weight, and its vote for each of the K classes."""
     return int(len(est.features_) * (3 + est.votes_.shape[1]))
+
+
+def _count_haar_stumps(est) -> int:
+    """The stumps, and 5 numbers (kind, top, left, cell size) for each Haar feature they use."""
+    boost = est.named_steps["boost"]
+    return _count_adaboost_mh(boost) + 5 * len(np.unique(boost.features_))
 
 
 def _count_hist_gb(est) -> int:
@@ -129,6 +136,22 @@ def boosted_stumps(n_rounds: int = 1000, n_bins: int = 256) -> Baseline:
                     label="Boosted stumps (AdaBoost.MH, discrete stumps)",
                     tutorial_name="Boosted stumps", tutorial_error=7.7,
                     params={"n_rounds": n_rounds, "n_bins": n_bins})
+
+
+@BASELINES.register("haar_stumps")
+def haar_stumps(n_features: int = 2000, n_rounds: int = 1000, seed: int = 0) -> Baseline:
+    """Stumps on Haar features: AdaBoost.MH on a seeded pool of ``n_features`` Haar-like features
+    (``visionnets.baselines.HaarFeatures``: differences of rectangle sums from integral images),
+    the tutorial's "Stumps on Haar features" row (Kegl and Busa-Fekete 2009)."""
+    from visionnets.baselines.adaboost import AdaBoostMH
+    from visionnets.baselines.haar import HaarFeatures
+
+    est = Pipeline([("haar", HaarFeatures(n_features=n_features, random_state=seed)),
+                    ("boost", AdaBoostMH(n_rounds=n_rounds))])
+    return Baseline("haar_stumps", est, count=_count_haar_stumps,
+                    label="Stumps on Haar features (AdaBoost.MH)",
+                    tutorial_name="Stumps on Haar features", tutorial_error=0.9,
+                    params={"n_features": n_features, "n_rounds": n_rounds, "seed": seed})
 
 
 @BASELINES.register("boosted_stumps_samme")
