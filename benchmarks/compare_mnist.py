@@ -46,6 +46,7 @@ OPTIONS = {                         # cheapest first
     "rbm_logistic": {},
     "boosted_stumps": {"n_rounds": 1000},       # AdaBoost.MH: ~1.5-2.5 s a round on full MNIST here
     "haar_stumps": {"n_features": 2000, "n_rounds": 1000},
+    "product_stumps": {"n_rounds": 300, "product_size": 3},   # 3-4 histogram passes a round
     "boosted_trees": {"max_iter": 100},
     "svm_rbf": {},
 }

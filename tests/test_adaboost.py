@@ -42,8 +42,8 @@ def test_matches_a_plain_loop_implementation():
     y = (X[:, 0] + 2 * X[:, 3] + rng.integers(0, 6, 60)) % 3
     stumps, predict = loop_adaboost_mh(X, y, 8)
     clf = AdaBoostMH(n_rounds=8, device="cpu").fit(X, y)
-    assert clf.features_.tolist() == [s[0] for s in stumps]
-    np.testing.assert_allclose(clf.thresholds_, [s[1] for s in stumps])
+    assert clf.features_[:, 0].tolist() == [s[0] for s in stumps]
+    np.testing.assert_allclose(clf.thresholds_[:, 0], [s[1] for s in stumps])
     np.testing.assert_allclose(clf.alphas_, [s[2] for s in stumps], rtol=1e-10)
     np.testing.assert_array_equal(clf.votes_, np.stack([s[3] for s in stumps]))
     Z = rng.integers(0, 12, (40, 5)).astype(float)
@@ -60,6 +60,10 @@ def test_boosting_lowers_the_training_error_and_quantile_bins():
     errors = [float((p != y).mean()) for p in clf.staged_predict(X)]
     assert errors[-1] < 0.5 * errors[4] and errors[-1] < 0.35
     assert all(len(np.unique(clf.thresholds_[clf.features_ == j])) <= 3 for j in range(64))
+    products = AdaBoostMH(n_rounds=60, product_size=3, device="cpu").fit(X, y)
+    assert products.features_.shape == (60, 3)
+    p_errors = [float((p != y).mean()) for p in products.staged_predict(X)]
+    assert p_errors[-1] < errors[-1]                       # products of stumps fit more per round
     with pytest.raises(ValueError, match="n_rounds"):
         AdaBoostMH(n_rounds=0).fit(X, y)
 

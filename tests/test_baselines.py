@@ -39,6 +39,7 @@ CASES = {
     # SAMME's stump votes for a single class per side: 100 rounds on 10 classes stay weak
     "boosted_stumps_samme": ({"n_estimators": 100}, 0.70),
     "haar_stumps": ({"n_features": 300, "n_rounds": 100}, 0.80),
+    "product_stumps": ({"n_rounds": 60}, 0.80),
     "rbm_logistic": ({"n_components": 64, "n_iter": 20, "batch_size": 10, "C": 1000.0}, 0.85),
 }
 
@@ -63,7 +64,7 @@ def test_baseline_learns_digits(name, digits):
 
 
 def test_tutorial_errors_are_the_tutorials_table():
-    expected = {"linear": 12.0, "linear_svm": 12.0, "boosted_stumps": 7.7, "boosted_stumps_samme": None, "haar_stumps": 0.9,
+    expected = {"linear": 12.0, "linear_svm": 12.0, "boosted_stumps": 7.7, "boosted_stumps_samme": None, "haar_stumps": 0.9, "product_stumps": 1.3,
                 "boosted_trees": 1.5, "knn": 5.0, "svm_rbf": 1.4, "rbm_logistic": None}
     assert {n: BASELINES.build(n).tutorial_error for n in BASELINES.names()} == expected
 

@@ -16,7 +16,7 @@ from visionnets.data.base import Dataset, Split
 from visionnets.errors import ConfigError
 
 CHEAP = {"boosted_trees": {"max_iter": 5}, "boosted_stumps": {"n_rounds": 20}, "boosted_stumps_samme": {"n_estimators": 20},
-         "haar_stumps": {"n_features": 100, "n_rounds": 20},
+         "haar_stumps": {"n_features": 100, "n_rounds": 20}, "product_stumps": {"n_rounds": 10},
          "rbm_logistic": {"n_components": 32, "n_iter": 5, "batch_size": 10, "C": 1000.0}}
 
 
@@ -43,7 +43,7 @@ def all_rows():
 
 def test_rows_are_measured(all_rows):
     assert [r.method for r in all_rows] == ["boosted_stumps", "boosted_stumps_samme", "boosted_trees", "haar_stumps",
-                                           "knn", "linear", "linear_svm", "rbm_logistic", "svm_rbf"]
+                                           "knn", "linear", "linear_svm", "product_stumps", "rbm_logistic", "svm_rbf"]
     stumps = all_rows[0]
     assert stumps.extra["rounds"] == 20 == len(stumps.extra["error_by_round"]) and stumps.extra["seconds_per_round"] > 0
     assert stumps.extra["error_by_round"][-1] == pytest.approx(stumps.error, abs=1e-3)

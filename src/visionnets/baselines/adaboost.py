@@ -43,19 +43,24 @@ CHUNK = 2**21          # (example, feature) entries per histogram pass: bounds t
 class AdaBoostMH(ClassifierMixin, BaseEstimator):
     """Multi-class AdaBoost.MH on discrete stumps (see the module docstring).
 
-    Parameters: ``n_rounds`` (stumps), ``n_bins`` (at most this many thresholds per feature,
+    Parameters: ``n_rounds`` (base learners), ``n_bins`` (at most this many thresholds per feature,
     quantiles of the training values; features with fewer distinct values keep them all),
+    ``product_size`` (m: each base learner a product of m stumps, ``alpha v prod_j phi_j(x)``,
+    Kégl & Busa-Fekete 2009, fitted term by term with the others fixed, ``product_passes`` times
+    over the terms; 1: plain stumps),
     ``device`` (``auto``: CUDA when present), ``random_state`` (unused by the algorithm, which
     is deterministic; kept for scikit-learn's conventions), ``verbose``.
 
-    Fitted: ``classes_``, ``features_`` (T,), ``thresholds_`` (T,), ``alphas_`` (T,), ``votes_``
+    Fitted: ``classes_``, ``features_`` (T, m), ``thresholds_`` (T, m), ``alphas_`` (T,), ``votes_``
     (T, K), ``edges_`` (T,), ``round_seconds_`` (mean time of a round), ``n_features_in_``.
     """
 
-    def __init__(self, n_rounds: int = 100, n_bins: int = 256, device: str = "auto", random_state=None,
-                 verbose: bool = False):
+    def __init__(self, n_rounds: int = 100, n_bins: int = 256, product_size: int = 1, product_passes: int = 2,
+                 device: str = "auto", random_state=None, verbose: bool = False):
         self.n_rounds = n_rounds
         self.n_bins = n_bins
+        self.product_size = product_size
+        self.product_passes = product_passes
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -74,7 +79,8 @@ class AdaBoostMH(ClassifierMixin, BaseEstimator):
         return torch.from_numpy(np.stack(cols, 1).astype(np.int64)), edges
 
     def fit(self, X, y):
-        for name, v, lo in (("n_rounds", self.n_rounds, 1), ("n_bins", self.n_bins, 2)):
+        for name, v, lo in (("n_rounds", self.n_rounds, 1), ("n_bins", self.n_bins, 2),
+                            ("product_size", self.product_size, 1), ("product_passes", self.product_passes, 1)):
             if not isinstance(v, numbers.Integral) or v < lo:
                 raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
         X, y = validate_data(self, X, y, dtype=(np.float64, np.float32))
@@ -101,40 +107,56 @@ class AdaBoostMH(ClassifierMixin, BaseEstimator):
         mode = torch.mode(bins, dim=0).values                                  # (d,)
         rows, cols = torch.nonzero(bins != mode[None, :], as_tuple=True)
         flat = cols * nb + bins[rows, cols]
-        feats, thr, alphas, votes, gammas = [], [], [], [], []
-        t0 = time.perf_counter()
-        for t in range(self.n_rounds if valid.any() else 0):     # every feature constant: no stump at all
-            R = W * Y                                                           # (n, K)
+        arange_d = torch.arange(d, device=dev)
+
+        def best_stump(R: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+            """The (feature, bin) of the largest edge for weighted labels R, and its per-class edges."""
             hist = torch.zeros(d * nb, k, dtype=R.dtype, device=dev)
             for lo in range(0, len(flat), CHUNK):
                 hist.index_add_(0, flat[lo:lo + CHUNK], R[rows[lo:lo + CHUNK]])
             hist = hist.view(d, nb, k)
             total = R.sum(0)
-            hist[torch.arange(d, device=dev), mode] += total - hist.sum(1)      # the mode bins, by subtraction
-            below = hist.cumsum(1) - hist                                       # sum over bins < b
-            gamma_k = total - 2 * below                                         # phi = +1 for bins >= b
+            hist[arange_d, mode] += total - hist.sum(1)                     # the mode bins, by subtraction
+            below = hist.cumsum(1) - hist                                   # sum over bins < b
+            gamma_k = total - 2 * below                                     # phi = +1 for bins >= b
             gamma = gamma_k.abs().sum(2).masked_fill(~valid, -1.0)
-            best = int(gamma.argmax())
-            j, b = divmod(best, nb)
-            g = float(gamma[j, b])
-            v = torch.sign(gamma_k[j, b])
+            j, b = divmod(int(gamma.argmax()), nb)
+            return j, b, gamma_k[j, b]
+
+        m = self.product_size
+        feats, thr, alphas, votes, gammas = [], [], [], [], []
+        t0 = time.perf_counter()
+        for t in range(self.n_rounds if valid.any() else 0):     # every feature constant: no stump at all
+            R = W * Y                                                       # (n, K)
+            terms: list[tuple[int, int]] = []
+            phis = torch.ones(m, n, dtype=R.dtype, device=dev)             # terms not chosen yet: +1
+            for _ in range(1 if m == 1 else self.product_passes):
+                for i in range(m):                                          # each term given the others
+                    others = phis[torch.arange(m, device=dev) != i].prod(0)
+                    j, b, gk = best_stump(R * others[:, None])
+                    phis[i] = torch.where(bins[:, j] >= b, 1.0, -1.0)
+                    terms = terms[:i] + [(j, b)] + terms[i + 1:]
+            phi = phis.prod(0)
+            gk = (R * phi[:, None]).sum(0)
+            g = float(gk.abs().sum())
+            v = torch.sign(gk)
             v[v == 0] = 1.0
             g = min(g, 1 - 1e-12)
             alpha = 0.5 * math.log((1 + g) / (1 - g)) if g > 0 else 0.0
-            phi = torch.where(bins[:, j] >= b, 1.0, -1.0).to(R.dtype)
             W = W * torch.exp(-alpha * v[None, :] * phi[:, None] * Y)
             W = W / W.sum()
-            feats.append(j)
-            thr.append(float(edges[j][b - 1]))
+            feats.append([j for j, _ in terms])
+            thr.append([float(edges[j][b - 1]) for j, b in terms])
             alphas.append(alpha)
             votes.append(v.cpu().numpy())
             gammas.append(g)
             if self.verbose:
-                print(f"[AdaBoostMH] round {t + 1}: feature {j}, threshold {thr[-1]:.4g}, edge {g:.4f}", flush=True)
+                print(f"[AdaBoostMH] round {t + 1}: features {feats[-1]}, edge {g:.4f}", flush=True)
             if g <= 0:
                 break
         self.round_seconds_ = (time.perf_counter() - t0) / max(len(feats), 1)
-        self.features_, self.thresholds_ = np.array(feats, dtype=np.int64), np.array(thr, dtype=np.float64)
+        self.features_ = np.array(feats, dtype=np.int64).reshape(-1, m)
+        self.thresholds_ = np.array(thr, dtype=np.float64).reshape(-1, m)
         self.alphas_, self.edges_ = np.array(alphas, dtype=np.float64), np.array(gammas, dtype=np.float64)
         self.votes_ = np.stack(votes) if votes else np.zeros((0, k))
         return self
@@ -142,7 +164,7 @@ class AdaBoostMH(ClassifierMixin, BaseEstimator):
     def _phis(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return np.where(X[:, self.features_] >= self.thresholds_[None, :], 1.0, -1.0)     # (n, T)
+        return np.where(X[:, self.features_] >= self.thresholds_[None], 1.0, -1.0).prod(2)     # (n, T)
 
     def _scores(self, X) -> np.ndarray:
         phis = self._phis(X)

@@ -9,7 +9,7 @@ tutorial's table (``tutorial_error=None``).
 
     >>> from visionnets.baselines import BASELINES
     >>> BASELINES.names()
-    ['boosted_stumps', 'boosted_stumps_samme', 'boosted_trees', 'haar_stumps', 'knn', 'linear', 'linear_svm', 'rbm_logistic', 'svm_rbf']
+    ['boosted_stumps', 'boosted_stumps_samme', 'boosted_trees', 'haar_stumps', 'knn', 'linear', 'linear_svm', 'product_stumps', 'rbm_logistic', 'svm_rbf']
     >>> knn = BASELINES.build("knn", {"k": 1})
     >>> knn.name, knn.tutorial_error
     ('knn', 5.0)
@@ -52,8 +52,10 @@ def _count_adaboost(est) -> int:
 
 
 def _count_adaboost_mh(est) -> int:
-    """Every stump: its feature, threshold and weight, and its vote for each of the K classes."""
-    return int(len(est.features_) * (3 + est.votes_.shape[1]))
+    """Every base learner: the feature and threshold of each of its m stumps, its weight, and its
+    vote for each of the K classes."""
+    t, m = est.features_.shape
+    return int(t * (2 * m + 1 + est.votes_.shape[1]))
 
 
 def _count_haar_stumps(est) -> int:
@@ -136,6 +138,20 @@ def boosted_stumps(n_rounds: int = 1000, n_bins: int = 256) -> Baseline:
                     label="Boosted stumps (AdaBoost.MH, discrete stumps)",
                     tutorial_name="Boosted stumps", tutorial_error=7.7,
                     params={"n_rounds": n_rounds, "n_bins": n_bins})
+
+
+@BASELINES.register("product_stumps")
+def product_stumps(n_rounds: int = 1000, product_size: int = 3, n_bins: int = 256) -> Baseline:
+    """Products of boosted stumps: AdaBoost.MH whose base learner is ``alpha v prod_j phi_j(x)``,
+    a product of ``product_size`` stumps (Kegl and Busa-Fekete 2009), the tutorial's "Product of
+    boosted stumps" row."""
+    from visionnets.baselines.adaboost import AdaBoostMH
+
+    est = AdaBoostMH(n_rounds=n_rounds, n_bins=n_bins, product_size=product_size)
+    return Baseline("product_stumps", est, count=_count_adaboost_mh,
+                    label=f"Products of {product_size} stumps (AdaBoost.MH)",
+                    tutorial_name="Product of boosted stumps", tutorial_error=1.3,
+                    params={"n_rounds": n_rounds, "product_size": product_size, "n_bins": n_bins})
 
 
 @BASELINES.register("haar_stumps")

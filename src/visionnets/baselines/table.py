@@ -23,7 +23,7 @@ from visionnets.io import atomic_write
 PRETRAINED, FROM_SCRATCH = "_pretrained", "_random"   # a pre-trained net and its twin from random init
 
 FAMILIES = {  # column of the properties table each method belongs to
-    "boosted_stumps": "Boosting", "boosted_stumps_samme": "Boosting", "haar_stumps": "Boosting", "boosted_trees": "Boosting", "rbm_logistic": "Probab. models",
+    "boosted_stumps": "Boosting", "boosted_stumps_samme": "Boosting", "haar_stumps": "Boosting", "product_stumps": "Boosting", "boosted_trees": "Boosting", "rbm_logistic": "Probab. models",
     "knn": "k-NN", "svm_rbf": "SVM", "linear": "Linear", "linear_svm": "Linear",
 }
 FAMILY_ORDER = ["Deep nets", "Boosting", "Probab. models", "SVM", "k-NN", "Linear"]
