@@ -4,6 +4,8 @@ unbatched inputs; each against eager (outputs and gradients to 1e-5)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from torch.func import functional_call, grad, vmap
@@ -54,6 +56,7 @@ def test_compile_fullgraph_matches_eager(name):
         torch.testing.assert_close(got, want, **TOL)
 
 
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="inductor needs a C++ compiler on PATH")
 def test_compile_inductor_of_a_convnet_with_every_custom_stage():
     module, x = make("convnet")
     torch._dynamo.reset()
