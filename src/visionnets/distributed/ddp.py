@@ -25,14 +25,14 @@ local`` and the other way round). The workers receive the prepared data and the 
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from visionnets.errors import ConfigError, TrainingError
+from visionnets.distributed.procs import free_port, join, leave, spawn
+from visionnets.errors import ConfigError
 from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint
 from visionnets.train.loader import TensorLoader
@@ -95,16 +95,6 @@ class DDPTrainer(Trainer):
         return {"name": "ddp", "workers": self.workers}
 
 
-def _loopback_interface() -> str | None:
-    return next((name for _, name in socket.if_nameindex() if name.startswith("lo")), None)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def choose_backend(rec: Recipe, workers: int, backend: str | None) -> tuple[str, str]:
     """(backend, device type): NCCL on CUDA when every worker gets a GPU, else gloo on CPU."""
     if backend is not None and backend not in BACKENDS:
@@ -124,16 +114,10 @@ def choose_backend(rec: Recipe, workers: int, backend: str | None) -> tuple[str,
 def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, recipe: dict, dataset,
             weights: dict, run_dir: str, resume: bool, progress: bool, threads: int, callbacks: tuple,
             started: float) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    lo = _loopback_interface()
-    if lo is not None:
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", lo)
-        os.environ.setdefault("NCCL_SOCKET_IFNAME", lo)
-    torch.set_num_threads(threads)
     device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=workers)
+    join(rank, workers, port, backend, threads)
     try:
         rec = Recipe.model_validate(recipe)
         model = build_model_for(rec, dataset)
@@ -143,12 +127,8 @@ def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, 
                              progress=progress and rank == 0, callbacks=callbacks if rank == 0 else (),
                              **{**trainer_options(rec), "device": device})
         trainer.fit(resume=resume)
-        # every rank past its last collective before any tears the group down: without it a rank
-        # still inside one when its peer exits can abort in gloo ("terminate called without an
-        # active exception", seen on a loaded 2-core machine)
-        dist.barrier()
     finally:
-        dist.destroy_process_group()
+        leave()
 
 
 @EXECUTORS.register("ddp")
@@ -156,8 +136,6 @@ def fit_ddp(setup: Setup, *, progress: bool = True, callbacks: tuple = (), worke
             backend: str | None = None, threads: int | None = None) -> tuple[dict, list]:
     """The ``ddp`` executor: spawn ``workers`` processes (``threads`` torch threads each; default
     the cores shared out); ``backend`` gloo or nccl (default: NCCL when every worker has a GPU)."""
-    import torch.multiprocessing as mp
-
     rec, run_dir = setup.recipe, setup.run_dir
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"ddp: workers must be an integer >= 1, got {workers!r}")
@@ -168,15 +146,9 @@ def fit_ddp(setup: Setup, *, progress: bool = True, callbacks: tuple = (), worke
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     run_dir.write_executor("ddp", {"workers": workers, "backend": backend})
     weights = {k: v.detach().cpu() for k, v in setup.model.state_dict().items()}
-    try:
-        mp.spawn(_worker, args=(workers, free_port(), backend, device_type, rec.to_dict(), setup.dataset, weights,
-                                str(run_dir.path), setup.resume, progress, threads, tuple(callbacks), setup.started),
-                 nprocs=workers, join=True)
-    except mp.ProcessRaisedException as exc:
-        last = [line for line in str(exc).strip().splitlines() if line.strip()][-1]
-        raise TrainingError(f"ddp: a worker failed: {last}") from None
-    except mp.ProcessExitedException as exc:
-        raise TrainingError(f"ddp: worker {exc.error_index} exited with code {exc.exit_code}") from None
+    spawn(_worker, workers, (workers, free_port(), backend, device_type, rec.to_dict(), setup.dataset, weights,
+                             str(run_dir.path), setup.resume, progress, threads, tuple(callbacks), setup.started),
+          "ddp")
     load_checkpoint(run_dir.weights("best"), setup.model)
     history = run_dir.read_metrics()
     return final_record(history, history[-1].get("best_epoch") if history else None), history

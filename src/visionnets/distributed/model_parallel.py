@@ -1,0 +1,577 @@
+"""Model parallelism of locally connected nets (DistBelief, Dean et al., NIPS 2012).
+
+The tutorial's "Our Solution": every layer of a locally connected network is split across
+machines, so that only the activations at partition borders travel. Here K workers (processes
+of one ``torch.distributed`` group: gloo on CPU, NCCL when every worker has a GPU) split every
+feature map into the same grid of a x b blocks (a the divisor of K nearest sqrt(K), as in
+``visionnets plan --partitions K``). Worker w:
+
+- owns block w of every layer's output, and of every parameter that lives at a location (the
+  filters of a locally connected layer at its block's positions): about 1/K of them;
+- before each layer that reads a neighbourhood (a filter, a pooling window, a normalization
+  window), receives from its neighbours the border rows and columns its windows need — only
+  the intersections of their blocks with its window's reach, corners included — and, in the
+  backward pass, sends back the gradients of exactly those borders (:class:`Exchange`);
+- shares the weights of tied layers (convolution, tiled convolution), whose gradients are summed
+  over the workers in the backward pass;
+- multiplies its block of the top feature map by its columns of the first fully connected
+  layer, and the workers sum the partial products (one all-reduce of a (batch, units) matrix),
+  after which the rest of the classifier and the loss are the same on every worker.
+
+Local contrast normalization divides by max(sigma, mean(sigma)), a mean over the whole map: the
+workers sum their blocks' parts (an all-reduce of one number per example). Everything else is
+exact: K workers compute the single process's outputs and gradients, up to the order of float
+additions. Batch normalization and anything that is not a chain of layers cannot be split (a
+one-line error names the layer).
+
+    >>> blocks((7, 9), 4)[3]          # worker 3 of 4 (a 2 x 2 grid) owns rows 3:7, columns 4:9
+    Rect(r0=3, r1=7, c0=4, c1=9)
+
+Train with ``visionnets train RECIPE --executor model_parallel --partitions K`` (the
+Trainer's loop in every worker; :func:`fit_model_parallel`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from visionnets.errors import ConfigError, TrainingError
+from visionnets.nn import functional as VF
+from visionnets.nn.activations import ACTIVATIONS
+from visionnets.nn.local import LocallyConnected2d, TiledConv2d
+from visionnets.nn.normalization import LocalContrastNorm2d
+from visionnets.nn.pooling import LpPool2d
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry: blocks of a map, and what a window needs
+# ---------------------------------------------------------------------------------------------
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ranges covering 0..n, sizes differing by at most one."""
+    return [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+
+
+def grid(k: int) -> tuple[int, int]:
+    """K workers as a x b blocks, a the divisor of K nearest sqrt(K) from below."""
+    a = max(d for d in range(1, int(k ** 0.5) + 1) if k % d == 0)
+    return a, k // a
+
+
+@dataclass(frozen=True)
+class Rect:
+    """Rows r0:r1 and columns c0:c1 of a map."""
+
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+
+    def __and__(self, other: "Rect") -> "Rect | None":
+        r = Rect(max(self.r0, other.r0), min(self.r1, other.r1), max(self.c0, other.c0), min(self.c1, other.c1))
+        return r if r.r0 < r.r1 and r.c0 < r.c1 else None
+
+    def shift(self, origin: "Rect") -> "Rect":
+        """This rectangle in the coordinates of a tensor holding ``origin``."""
+        return Rect(self.r0 - origin.r0, self.r1 - origin.r0, self.c0 - origin.c0, self.c1 - origin.c0)
+
+    @property
+    def index(self) -> tuple:
+        return (..., slice(self.r0, self.r1), slice(self.c0, self.c1))
+
+    @property
+    def area(self) -> int:
+        return (self.r1 - self.r0) * (self.c1 - self.c0)
+
+
+def blocks(size: tuple[int, int], k: int) -> list[Rect]:
+    """The K blocks of an (h, w) map, row-major over the a x b grid."""
+    a, b = grid(k)
+    return [Rect(*rows, *cols) for rows in split(size[0], a) for cols in split(size[1], b)]
+
+
+def _reach(o0: int, o1: int, k: int, s: int, p: int, n: int) -> tuple[int, int, int, int]:
+    """Input rows [lo, hi) that outputs o0:o1 of a (k, s, p) window read from n rows, and the
+    padding (before, after) they need beyond the input."""
+    lo, hi = o0 * s - p, (o1 - 1) * s + k - p
+    return max(lo, 0), min(hi, n), max(-lo, 0), max(hi - n, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Communication (autograd-aware)
+# ---------------------------------------------------------------------------------------------
+
+class Comm:
+    """The K workers of one model replica: their global ranks in ``group`` and the bytes this
+    worker has sent (forward and backward exchanges, all-reduces)."""
+
+    def __init__(self, rank: int, k: int, group=None, ranks: list[int] | None = None):
+        self.rank, self.k, self.group = rank, k, group
+        self.ranks = ranks or list(range(k))
+        self.bytes_sent = 0
+        self.messages = 0
+
+    def exchange(self, sends: list[tuple[int, Tensor]], recvs: list[tuple[int, Tensor]]) -> None:
+        """Send and receive these tensors with the workers named (indices within the replica)."""
+        ops = [dist.P2POp(dist.isend, t.contiguous(), self.ranks[w], self.group) for w, t in sends]
+        ops += [dist.P2POp(dist.irecv, t, self.ranks[w], self.group) for w, t in recvs]
+        if ops:
+            for req in dist.batch_isend_irecv(ops):
+                req.wait()
+        self.bytes_sent += sum(t.numel() * t.element_size() for _, t in sends)
+        self.messages += len(sends)
+
+    def all_reduce(self, t: Tensor) -> Tensor:
+        t = t.contiguous().clone()
+        dist.all_reduce(t, group=self.group)
+        self.bytes_sent += 2 * t.numel() * t.element_size() * (self.k - 1) // self.k   # ring all-reduce
+        return t
+
+
+class Exchange(torch.autograd.Function):
+    """Owned block -> the region a window needs (own part + neighbours' borders); backward: the
+    region's gradient split back, each border's gradient returned to its owner and added."""
+
+    @staticmethod
+    def forward(ctx, owned: Tensor, plan: "ExchangePlan", comm: Comm) -> Tensor:
+        ctx.plan, ctx.comm = plan, comm
+        region = owned.new_zeros(*owned.shape[:-2], *plan.region_shape)
+        recvs = [(w, owned.new_empty(*owned.shape[:-2], dst.r1 - dst.r0, dst.c1 - dst.c0)) for w, dst in plan.recvs]
+        comm.exchange([(w, owned[src.index]) for w, src in plan.sends], recvs)
+        if plan.own is not None:
+            region[plan.own[1].index] = owned[plan.own[0].index]
+        for (_, dst), (_, t) in zip(plan.recvs, recvs):
+            region[dst.index] = t
+        return region
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        plan, comm = ctx.plan, ctx.comm
+        out = grad.new_zeros(*grad.shape[:-2], *plan.owned_shape)
+        back = [(w, grad.new_empty(*grad.shape[:-2], src.r1 - src.r0, src.c1 - src.c0)) for w, src in plan.sends]
+        comm.exchange([(w, grad[dst.index]) for w, dst in plan.recvs], back)
+        if plan.own is not None:
+            out[plan.own[0].index] += grad[plan.own[1].index]
+        for (_, src), (_, t) in zip(plan.sends, back):
+            out[src.index] += t
+        return out, None, None
+
+
+class _SumPartials(torch.autograd.Function):
+    """Forward: the sum over workers. Backward: the gradient as is (what follows is the same on
+    every worker, so each already holds the whole gradient)."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor, comm: Comm) -> Tensor:
+        return comm.all_reduce(t)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad, None
+
+
+class _SumBoth(torch.autograd.Function):
+    """Forward and backward: the sum over workers (a total used by every worker's own block)."""
+
+    @staticmethod
+    def forward(ctx, t: Tensor, comm: Comm) -> Tensor:
+        ctx.comm = comm
+        return comm.all_reduce(t)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return ctx.comm.all_reduce(grad), None
+
+
+class _Shared(torch.autograd.Function):
+    """Forward: a weight every worker holds (tied layers). Backward: its gradient summed over
+    the workers, so every copy takes the same step."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, comm: Comm) -> Tensor:
+        ctx.comm = comm
+        return w.view_as(w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return ctx.comm.all_reduce(grad), None
+
+
+@dataclass
+class ExchangePlan:
+    """One worker's part of an exchange: (worker, rectangle in owned coordinates) to send,
+    (worker, rectangle in region coordinates) to receive, and its own part (src, dst)."""
+
+    owned_shape: tuple[int, int]
+    region_shape: tuple[int, int]
+    sends: list[tuple[int, Rect]]
+    recvs: list[tuple[int, Rect]]
+    own: tuple[Rect, Rect] | None
+
+    @property
+    def halo(self) -> int:
+        """Positions received (per channel and example)."""
+        return sum(r.area for _, r in self.recvs)
+
+
+def exchange_plan(rank: int, owned: list[Rect], needed: list[Rect]) -> ExchangePlan:
+    """What worker ``rank`` sends and receives when every worker w owns ``owned[w]`` of a map
+    and needs ``needed[w]`` of it."""
+    mine, need = owned[rank], needed[rank]
+    sends = [(w, cut.shift(mine)) for w, other in enumerate(needed) if w != rank and (cut := mine & other)]
+    recvs = [(w, cut.shift(need)) for w, other in enumerate(owned) if w != rank and (cut := other & need)]
+    cut = mine & need
+    own = (cut.shift(mine), cut.shift(need)) if cut else None
+    return ExchangePlan((mine.r1 - mine.r0, mine.c1 - mine.c0), (need.r1 - need.r0, need.c1 - need.c0),
+                        sends, recvs, own)
+
+
+# ---------------------------------------------------------------------------------------------
+# Partitioned layers
+# ---------------------------------------------------------------------------------------------
+
+_POINTWISE = (*set(ACTIVATIONS.values()), nn.LeakyReLU, nn.ELU, nn.GELU, nn.Softplus, nn.Dropout)
+
+
+class _Spatial(nn.Module):
+    """A layer that reads windows (k, s, p) per axis: its blocks' reach into its input."""
+
+    pad_value = 0.0
+
+    def setup(self, name: str, window, in_size: tuple[int, int], out_size: tuple[int, int], k: int,
+              rank: int) -> None:
+        self.name, self.window, self.in_size, self.out_size = name, window, in_size, out_size
+        self.out_blocks = blocks(out_size, k)
+        if any(r.area == 0 for r in self.out_blocks):
+            a, b = grid(k)
+            raise ConfigError(f"--partitions {k}: layer {name!r} has a {out_size[0]}x{out_size[1]} output, "
+                              f"too small for {a} x {b} blocks; use fewer partitions")
+        (kh, sh, ph), (kw, sw, pw) = window
+        self.needed, self.pads = [], []
+        for r in self.out_blocks:
+            a0, a1, pt, pb = _reach(r.r0, r.r1, kh, sh, ph, in_size[0])
+            b0, b1, pl, pr = _reach(r.c0, r.c1, kw, sw, pw, in_size[1])
+            self.needed.append(Rect(a0, a1, b0, b1))
+            self.pads.append((pl, pr, pt, pb))
+        self.rank, self.block = rank, self.out_blocks[rank]
+
+    def padded(self, region: Tensor) -> Tensor:
+        pad = self.pads[self.rank]
+        return F.pad(region, pad, value=self.pad_value) if any(pad) else region
+
+
+class _LocalPart(_Spatial):
+    """A locally connected layer's block: the filters at this worker's output positions."""
+
+    def __init__(self, layer: LocallyConnected2d):
+        super().__init__()
+        self.stride = layer.stride
+        self.has_bias = layer.bias is not None
+
+    def take(self, layer: LocallyConnected2d) -> None:
+        b = self.block
+        self.weight = nn.Parameter(layer.weight.detach()[b.r0:b.r1, b.c0:b.c1].clone())
+        self.bias = nn.Parameter(layer.bias.detach()[:, b.r0:b.r1, b.c0:b.c1].clone()) if self.has_bias else None
+
+    def forward(self, region: Tensor) -> Tensor:
+        return VF.locally_connected2d(self.padded(region), self.weight, self.bias, self.stride, 0)
+
+
+class _TiedPart(_Spatial):
+    """A convolution or tiled convolution: every worker holds the whole (tied) filter bank."""
+
+    def __init__(self, layer: nn.Module, comm: Comm):
+        super().__init__()
+        self.layer, self.comm = layer, comm
+        if isinstance(layer, nn.Conv2d) and (layer.dilation != (1, 1) or layer.padding_mode != "zeros"):
+            raise ConfigError(f"--partitions: Conv2d with dilation {layer.dilation} or padding mode "
+                              f"{layer.padding_mode!r} cannot be partitioned (only dilation 1, zero padding)")
+
+    def take(self, layer: nn.Module) -> None:
+        pass
+
+    def forward(self, region: Tensor) -> Tensor:
+        x, lay = self.padded(region), self.layer
+        w = _Shared.apply(lay.weight, self.comm)
+        b = _Shared.apply(lay.bias, self.comm) if lay.bias is not None else None
+        if isinstance(lay, nn.Conv2d):
+            return F.conv2d(x, w, b, lay.stride, 0, 1, lay.groups)
+        th, tw = w.shape[:2]                           # tiled: the tile that starts at this block
+        w = torch.roll(w, (-(self.block.r0 % th), -(self.block.c0 % tw)), (0, 1))
+        return VF.tiled_conv2d(x, w, b, lay.stride, 0)
+
+
+class _PoolPart(_Spatial):
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+        if isinstance(layer, nn.MaxPool2d):
+            if layer.ceil_mode or VF._pair(layer.dilation, "dilation") != (1, 1):
+                raise ConfigError("--partitions: MaxPool2d with ceil_mode or dilation cannot be partitioned")
+            self.pad_value = float("-inf")
+        if isinstance(layer, nn.AvgPool2d) and (not layer.count_include_pad or layer.ceil_mode
+                                                 or layer.divisor_override):
+            raise ConfigError("--partitions: AvgPool2d needs count_include_pad=True, ceil_mode=False and no "
+                              "divisor_override to be partitioned")
+
+    def take(self, layer):
+        pass
+
+    def forward(self, region: Tensor) -> Tensor:
+        x, lay = self.padded(region), self.layer
+        k = VF._pair(lay.kernel_size, "kernel_size")
+        s = k if lay.stride is None else VF._pair(lay.stride, "stride")
+        if isinstance(lay, nn.MaxPool2d):
+            return F.max_pool2d(x, k, s)
+        if isinstance(lay, nn.AvgPool2d):
+            return F.avg_pool2d(x, k, s)
+        return VF.lp_pool2d(x, lay.p, k, s, 0, lay.gaussian, lay.eps)
+
+
+class _NormPart(_Spatial):
+    """Local contrast normalization of a block: the subtractive step on the block and a border of
+    r = kernel // 2, the divisive step on the block; mean(sigma) summed over the workers."""
+
+    def __init__(self, layer: LocalContrastNorm2d, comm: Comm):
+        super().__init__()
+        self.layer, self.comm = layer, comm
+
+    def take(self, layer):
+        pass
+
+    def forward(self, region: Tensor) -> Tensor:
+        lay, need, b = self.layer, self.needed[self.rank], self.block
+        r = lay.kernel_size // 2
+        h, w = self.in_size
+        mid = Rect(max(b.r0 - r, 0), min(b.r1 + r, h), max(b.c0 - r, 0), min(b.c1 + r, w))
+        v = (region - VF._local_mean(region, lay.kernel_size, lay.sigma))[mid.shift(need).index]
+        var = VF._local_mean(v * v, lay.kernel_size, lay.sigma)[b.shift(mid).index]
+        sig = var.clamp_min(lay.eps * lay.eps).sqrt()
+        mean = _SumBoth.apply(sig.sum((2, 3), keepdim=True), self.comm) / (h * w)
+        return v[b.shift(mid).index] / torch.maximum(sig, mean)
+
+
+def _windows(layer: nn.Module) -> tuple:
+    """((kh, sh, ph), (kw, sw, pw)) of a spatial layer."""
+    if isinstance(layer, LocalContrastNorm2d):
+        k = 2 * (layer.kernel_size // 2)              # two windows of radius r: 2r on each side
+        return (2 * k + 1, 1, k), (2 * k + 1, 1, k)
+    k = VF._pair(layer.kernel_size, "kernel_size")
+    s = getattr(layer, "stride", None)
+    s = k if s is None else VF._pair(s, "stride")
+    p = VF._pair(layer.padding, "padding", 0)
+    return (k[0], s[0], p[0]), (k[1], s[1], p[1])
+
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers of a chain (nested ``nn.Sequential``) in order; anything else is an error."""
+    out: list[tuple[str, nn.Module]] = []
+
+    def walk(prefix: str, m: nn.Module) -> None:
+        if isinstance(m, nn.Sequential):
+            for name, child in m.named_children():
+                walk(f"{prefix}.{name}" if prefix else name, child)
+        elif list(m.children()):
+            raise ConfigError(f"--partitions: layer {prefix or 'model'!r} ({type(m).__name__}) is not a chain of "
+                              f"layers; model parallelism splits nn.Sequential stacks")
+        else:
+            out.append((prefix, m))
+
+    walk("", model)
+    return out
+
+
+class PartitionedNet(nn.Module):
+    """Worker ``comm.rank``'s part of a chain of layers split into K = ``comm.k`` spatial blocks.
+
+    ``forward(x)`` takes the whole batch of images (every worker reads its own window of them)
+    and returns the whole output (the same on every worker), so the loss, the metrics and the
+    optimizer are those of the single process. ``full_state_dict()`` gathers the whole model's
+    weights (a collective: every worker calls it); ``load_full(state)`` takes this worker's part.
+    """
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], comm: Comm):
+        super().__init__()
+        self.comm, k = comm, comm.k
+        layers = _leaves(model)
+        if len(input_shape) != 3:
+            raise ConfigError(f"--partitions: model parallelism needs image inputs (C, H, W), got {input_shape}")
+        x = torch.zeros(1, *input_shape)
+        self.parts = nn.ModuleList()
+        self.kinds: list[str] = []
+        self.layout: dict[str, tuple[str, Any]] = {}       # full parameter name -> (how split, its part)
+        self.plans: list[ExchangePlan | None] = []
+        self.input_rect: Rect | None = None
+        owned_prev: list[Rect] | None = None              # blocks of the current map (None: the input)
+        i = 0
+        self.head_start = len(layers)
+        while i < len(layers):
+            name, lay = layers[i]
+            if isinstance(lay, nn.Flatten):
+                self.head_start = i
+                break
+            if isinstance(lay, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)):
+                raise ConfigError(f"--partitions: layer {name!r} ({type(lay).__name__}) normalizes over the whole "
+                                  f"map and batch and cannot be partitioned; use norm: lcn or none")
+            with torch.no_grad():
+                y = lay.eval()(x)
+            lay.train()
+            if isinstance(lay, _POINTWISE):
+                self.parts.append(lay)
+                self.kinds.append("pointwise")
+                self.plans.append(None)
+                x = y
+                i += 1
+                continue
+            if isinstance(lay, LocallyConnected2d):
+                part = _LocalPart(lay)
+            elif isinstance(lay, (nn.Conv2d, TiledConv2d)):
+                part = _TiedPart(lay, comm)
+            elif isinstance(lay, (nn.MaxPool2d, nn.AvgPool2d, LpPool2d)):
+                part = _PoolPart(lay)
+            elif isinstance(lay, LocalContrastNorm2d):
+                part = _NormPart(lay, comm)
+            else:
+                raise ConfigError(f"--partitions: layer {name!r} ({type(lay).__name__}) cannot be partitioned "
+                                  f"(supported: locally connected, tiled and convolution layers, max/avg/L2 "
+                                  f"pooling, local contrast normalization, activations, then Flatten and Linear)")
+            part.setup(name, _windows(lay), tuple(x.shape[2:]), tuple(y.shape[2:]), k, comm.rank)
+            part.take(lay)
+            if owned_prev is None:
+                self.input_rect = part.needed[comm.rank]
+                self.plans.append(None)
+            else:
+                self.plans.append(exchange_plan(comm.rank, owned_prev, part.needed))
+            owned_prev = part.out_blocks
+            self._record_layout(name, lay, part)
+            self.parts.append(part)
+            self.kinds.append("spatial")
+            x = y
+            i += 1
+        if owned_prev is None:
+            raise ConfigError("--partitions: the model has no spatial layer to partition")
+        self.top = owned_prev[comm.rank]
+        self.top_shape = tuple(x.shape[1:])
+        head = layers[self.head_start:]
+        if len(head) < 2 or not isinstance(head[1][1], nn.Linear):
+            raise ConfigError("--partitions: the model must end in a classifier (Flatten, then Linear) read "
+                              "from the partitioned maps")
+        fc_name, fc = head[1]
+        c, h, w = self.top_shape
+        idx = torch.arange(c * h * w).view(c, h, w)[:, self.top.r0:self.top.r1, self.top.c0:self.top.c1].reshape(-1)
+        self.register_buffer("columns", idx, persistent=False)
+        self.fc_weight = nn.Parameter(fc.weight.detach()[:, idx].clone())
+        self.fc_bias = nn.Parameter(fc.bias.detach().clone()) if fc.bias is not None else None
+        self.layout[f"{fc_name}.weight"] = ("columns", self.fc_weight)
+        if fc.bias is not None:
+            self.layout[f"{fc_name}.bias"] = ("replicated", self.fc_bias)
+        self.rest = nn.Sequential()
+        for name, lay in head[2:]:
+            self.rest.add_module(name.replace(".", "_"), lay)
+            for pname, p in lay.named_parameters():
+                self.layout[f"{name}.{pname}"] = ("replicated", p)
+        self.exchanged = [p.halo for p in self.plans if p is not None]
+
+    def _record_layout(self, name: str, lay: nn.Module, part: nn.Module) -> None:
+        if isinstance(part, _LocalPart):
+            self.layout[f"{name}.weight"] = ("location", part.weight)
+            if part.bias is not None:
+                self.layout[f"{name}.bias"] = ("location_bias", part.bias)
+        else:
+            for pname, p in lay.named_parameters():
+                self.layout[f"{name}.{pname}"] = ("replicated", p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ConfigError(f"model parallel: expected images (B, C, H, W), got shape {tuple(x.shape)}")
+        h = x[self.input_rect.index]
+        for part, kind, plan in zip(self.parts, self.kinds, self.plans):
+            if kind == "spatial" and plan is not None:
+                h = Exchange.apply(h, plan, self.comm)
+            h = part(h)
+        partial = h.reshape(h.shape[0], -1) @ self.fc_weight.t()
+        y = _SumPartials.apply(partial, self.comm)
+        if self.fc_bias is not None:
+            y = y + self.fc_bias
+        return self.rest(y)
+
+    # --------------------------------------------------------------- whole-model state
+    def local_part(self, name: str, full: Tensor) -> Tensor:
+        """This worker's part of the whole model's tensor ``name`` (a weight or its optimizer state)."""
+        kind, p = self.layout[name]
+        if kind == "columns":
+            return full[:, self.columns]
+        if kind in ("location", "location_bias"):
+            part = next(q for q in self.parts if isinstance(q, _LocalPart) and (q.weight is p or q.bias is p))
+            b = part.block
+            return full[b.r0:b.r1, b.c0:b.c1] if kind == "location" else full[:, b.r0:b.r1, b.c0:b.c1]
+        return full
+
+    def load_full(self, state: dict[str, Tensor]) -> None:
+        """Copy this worker's part of the whole model's ``state`` into its parameters."""
+        with torch.no_grad():
+            for name, (_, p) in self.layout.items():
+                if name not in state:
+                    raise ConfigError(f"model parallel: the state has no {name!r}")
+                p.copy_(self.local_part(name, state[name]))
+
+    def full_state_dict(self) -> dict[str, Tensor]:
+        """The whole model's parameters (every worker calls it; every worker gets them)."""
+        return self.gather({name: p for name, (_, p) in self.layout.items()})
+
+    def gather(self, local: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Whole tensors from every worker's parts (``local``: name -> this worker's part)."""
+        mine = {name: t.detach().cpu() for name, t in local.items()}
+        every: list[Any] = [None] * self.comm.k
+        dist.all_gather_object(every, (self.comm.rank, mine), group=self.comm.group)
+        full: dict[str, Tensor] = {}
+        for name, (kind, p) in self.layout.items():
+            if name not in mine:
+                continue
+            parts = {rank: state[name] for rank, state in every}
+            if kind == "replicated":
+                full[name] = parts[0].clone()
+                continue
+            full[name] = self._assemble(kind, name, parts)
+        return full
+
+    def _assemble(self, kind: str, name: str, parts: dict[int, Tensor]) -> Tensor:
+        k = self.comm.k
+        if kind == "columns":
+            c, h, w = self.top_shape
+            out = parts[0].new_zeros(parts[0].shape[0], c * h * w)
+            grid_idx = torch.arange(c * h * w).view(c, h, w)
+            tops = blocks((h, w), k)
+            for rank in range(k):
+                t = tops[rank]
+                out[:, grid_idx[:, t.r0:t.r1, t.c0:t.c1].reshape(-1)] = parts[rank]
+            return out
+        part = next(q for q in self.parts if isinstance(q, _LocalPart) and name.startswith(q.name + "."))
+        oh, ow = part.out_size
+        first = parts[0]
+        if kind == "location":
+            out = first.new_zeros(oh, ow, *first.shape[2:])
+            for rank in range(k):
+                b = part.out_blocks[rank]
+                out[b.r0:b.r1, b.c0:b.c1] = parts[rank]
+        else:
+            out = first.new_zeros(first.shape[0], oh, ow)
+            for rank in range(k):
+                b = part.out_blocks[rank]
+                out[:, b.r0:b.r1, b.c0:b.c1] = parts[rank]
+        return out
+
+    def shares(self) -> list[float]:
+        """Every worker's share of the parameters that are split (located filters, classifier
+        columns): about 1/K each, exactly its blocks' share of the maps (a collective)."""
+        every = torch.zeros(self.comm.k)
+        every[self.comm.rank] = sum(p.numel() for kind, p in self.layout.values() if kind != "replicated")
+        dist.all_reduce(every, group=self.comm.group)
+        return (every / every.sum()).tolist()

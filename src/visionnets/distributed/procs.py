@@ -1,0 +1,63 @@
+"""Process groups on this machine: K worker processes joined by ``torch.distributed``.
+
+Shared by the executors that start their own workers (``ddp``, ``model_parallel``): a free
+port on 127.0.0.1 for the rendezvous, gloo and NCCL kept on the loopback interface, and the
+workers' failures turned into one-line :class:`~visionnets.errors.TrainingError` messages.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from visionnets.errors import TrainingError
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _loopback_interface() -> str | None:
+    return next((name for _, name in socket.if_nameindex() if name.startswith("lo")), None)
+
+
+def join(rank: int, world: int, port: int, backend: str = "gloo", threads: int | None = None) -> None:
+    """Join the group of ``world`` processes rendezvousing at 127.0.0.1:``port`` as ``rank``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    lo = _loopback_interface()
+    if lo is not None:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", lo)
+        os.environ.setdefault("NCCL_SOCKET_IFNAME", lo)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
+
+
+def leave() -> None:
+    """Every rank past its last collective, then the group torn down. (Without the barrier a rank
+    still inside a collective when its peer exits can abort in gloo: "terminate called without an
+    active exception", seen on a loaded 2-core machine.)"""
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(fn: Callable, nprocs: int, args: tuple, what: str) -> None:
+    """``fn(rank, *args)`` in ``nprocs`` new processes; a worker's failure is a TrainingError
+    naming ``what`` and the failure's last line."""
+    import torch.multiprocessing as mp
+
+    try:
+        mp.spawn(fn, args=args, nprocs=nprocs, join=True)
+    except mp.ProcessRaisedException as exc:
+        last = [line for line in str(exc).strip().splitlines() if line.strip()][-1]
+        raise TrainingError(f"{what}: a worker failed: {last}") from None
+    except mp.ProcessExitedException as exc:
+        raise TrainingError(f"{what}: worker {exc.error_index} exited with code {exc.exit_code}") from None
