@@ -109,3 +109,50 @@ def test_unpartitionable_models_are_one_line_errors(model, match):
     k = 64 if match == "too small" else 2      # 8 x 8 blocks of a 6 x 6 map
     with pytest.raises(ConfigError, match=match):
         mp.PartitionedNet(model, (1, 8, 8), _Comm(0, k))
+
+
+# a locally connected stage (odd 5x5 filters over 8x8 digits), an LCN, a convolution stage
+LOCAL = ["model.stages=[{layer: local, channels: 4, kernel: 3, padding: 1, pool: l2, pool_size: 3, pool_stride: 1, "
+         "norm: lcn, norm_kernel: 3}, {channels: 4, kernel: 3, stride: 2, pool: none}]", "model.hidden=[16]",
+         "model.dropout=0", "data.augment=[]", "train.batch_size=50", "train.schedule.warmup_epochs=0",
+         "train.epochs=2", "train.max_steps_per_epoch=6"]
+
+
+def _weights(run_dir):
+    from visionnets.train.checkpoint import read_checkpoint
+
+    tensors, _ = read_checkpoint(run_dir / "checkpoints" / "last.safetensors")
+    return tensors
+
+
+def test_model_parallel_training_equals_local_and_checkpoints_are_whole(tmp_path):
+    from visionnets import api
+
+    single = api.train("digits_convnet", LOCAL, out=tmp_path / "single", progress=False, figures=False)
+    split = api.train("digits_convnet", LOCAL, executor="model_parallel", partitions=2, out=tmp_path / "mp",
+                      progress=False, figures=False)
+    a, b = _weights(single.run_dir), _weights(split.run_dir)
+    assert a.keys() == b.keys()          # the whole model and its optimizer state, as a local run writes
+    for k in a:
+        if not k.startswith("rng."):
+            torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-5, msg=k)
+    for ra, rb in zip(single.history, split.history):
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], abs=1e-5)
+        assert rb["test_error"] == pytest.approx(ra["test_error"], abs=1e-12)
+        assert rb["executor"]["rank0_bytes_sent"] > 0
+    assert json.loads((split.run_dir / "executor.json").read_text()) == {
+        "executor": "model_parallel", "options": {"partitions": 2, "backend": "gloo"}}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--partitions", "64"], "too small for 8 x 8 blocks"),
+    (["--partitions", "2", "--set", "model.stages=[{channels: 4, norm: batch}]"], "normalizes over the whole map"),
+    (["--partitions", "0"], "--partitions: expected an integer >= 1"),
+    (["--executor", "ddp", "--partitions", "2"], "--partitions applies to --executor model_parallel, not ddp"),
+])
+def test_cli_bad_partitions_are_one_line_errors(args, message, tmp_path, capsys):
+    from visionnets import cli
+
+    assert cli.main(["train", "digits_convnet", "--out", str(tmp_path / "r"), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err

@@ -3,7 +3,8 @@
 ``--executor`` picks where the steps run: ``local`` (one process, the default), ``downpour``
 (asynchronous Downpour SGD on Ray: ``--replicas R --ps-shards S --n-fetch N --n-push N
 [--address ADDR]``) or ``ddp`` (synchronous data parallel with torch.distributed:
-``--workers W``). Every executor writes the same run directory; ``--resume`` continues a run
+``--workers W``) or ``model_parallel`` (the model split into K spatial blocks, one process each:
+``--partitions K``; ``--partitions`` alone picks it). Every executor writes the same run directory; ``--resume`` continues a run
 with the executor and options it was started with.
 """
 
@@ -30,9 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "for the added epochs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     g = p.add_argument_group("distributed training")
-    g.add_argument("--executor", choices=["local", "downpour", "ddp"],
+    g.add_argument("--executor", choices=["local", "downpour", "ddp", "model_parallel"],
                    help="local (default; a resumed run: its own): one process; downpour: asynchronous SGD "
-                        "with a sharded parameter server on Ray; ddp: synchronous data parallel (torch.distributed)")
+                        "with a sharded parameter server on Ray; ddp: synchronous data parallel (torch.distributed); "
+                        "model_parallel: the model split into spatial blocks (--partitions)")
     g.add_argument("--replicas", type=int, metavar="R", help="downpour: model replicas (default 2)")
     g.add_argument("--ps-shards", type=int, metavar="S", help="downpour: parameter-server shards (default 1)")
     g.add_argument("--n-fetch", type=int, metavar="N", help="downpour: fetch parameters every N steps (default 1)")
@@ -42,11 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--address", metavar="ADDR",
                    help="downpour: join this Ray cluster (default: a local Ray listening on 127.0.0.1 only)")
     g.add_argument("--workers", type=int, metavar="W", help="ddp: worker processes (default 2)")
+    g.add_argument("--partitions", type=int, metavar="K",
+                   help="model_parallel: split every feature map into K blocks, one process each (default 2)")
 
 
 # the options of each executor: given to another, they are an error
 _DISTRIBUTED = {"replicas": "downpour", "ps_shards": "downpour", "n_fetch": "downpour", "n_push": "downpour",
-                "ps_optimizer": "downpour", "address": "downpour", "workers": "ddp"}
+                "ps_optimizer": "downpour", "address": "downpour", "workers": "ddp",
+                "partitions": "model_parallel"}
 
 
 def user_data(spec: str) -> list[str]:
@@ -90,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         if args.resume is not None:
             raise ConfigError("train: --data cannot be combined with --resume (the run holds its data)")
         overrides = user_data(args.data) + overrides
-    executor = args.executor or (None if args.resume is not None else "local")  # a resume: the run's own
+    executor = args.executor or ("model_parallel" if args.partitions is not None
+                                 else None if args.resume is not None else "local")  # a resume: the run's own
     opts = {}
     for key, owner in _DISTRIBUTED.items():
         value = getattr(args, key, None)

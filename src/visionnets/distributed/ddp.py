@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from visionnets.distributed.procs import free_port, join, leave, spawn
+from visionnets.distributed.procs import choose_backend, free_port, join, leave, spawn
 from visionnets.errors import ConfigError
 from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint
@@ -42,7 +42,6 @@ from visionnets.train.setup import EXECUTORS, Setup, build_model_for, objective_
 from visionnets.train.step import for_training
 from visionnets.train.trainer import Trainer, tally_split, trainer_options
 
-BACKENDS = ("gloo", "nccl")
 
 
 class _Weight:
@@ -95,22 +94,6 @@ class DDPTrainer(Trainer):
         return {"name": "ddp", "workers": self.workers}
 
 
-def choose_backend(rec: Recipe, workers: int, backend: str | None) -> tuple[str, str]:
-    """(backend, device type): NCCL on CUDA when every worker gets a GPU, else gloo on CPU."""
-    if backend is not None and backend not in BACKENDS:
-        raise ConfigError(f"ddp: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    wants_cuda = rec.device.startswith("cuda")
-    if wants_cuda and gpus < workers:
-        raise ConfigError(f"device: {rec.device!r} with {workers} DDP workers needs {workers} GPUs, found {gpus}")
-    on_gpu = (wants_cuda or rec.device == "auto") and gpus >= workers
-    backend = backend or ("nccl" if on_gpu else "gloo")
-    if backend == "nccl" and not on_gpu:
-        raise ConfigError(f"ddp: backend nccl needs {workers} GPUs and device cuda or auto; found {gpus} GPUs, "
-                          f"device {rec.device!r}")
-    return backend, "cuda" if on_gpu else "cpu"
-
-
 def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, recipe: dict, dataset,
             weights: dict, run_dir: str, resume: bool, progress: bool, threads: int, callbacks: tuple,
             started: float) -> None:
@@ -139,7 +122,7 @@ def fit_ddp(setup: Setup, *, progress: bool = True, callbacks: tuple = (), worke
     rec, run_dir = setup.recipe, setup.run_dir
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"ddp: workers must be an integer >= 1, got {workers!r}")
-    backend, device_type = choose_backend(rec, workers, backend)
+    backend, device_type = choose_backend(rec, workers, backend, "ddp")
     if rec.train.batch_size < workers:
         raise ConfigError(f"train.batch_size: {rec.train.batch_size} is smaller than the {workers} DDP workers "
                           f"(each worker takes a part of every batch)")

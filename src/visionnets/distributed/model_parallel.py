@@ -42,7 +42,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionnets.errors import ConfigError, TrainingError
+from visionnets.distributed.procs import choose_backend, free_port, join, leave, spawn
+from visionnets.errors import ConfigError
+from visionnets.recipes import Recipe
+from visionnets.train.checkpoint import load_checkpoint
+from visionnets.train.record import final_record
+from visionnets.train.rundir import RunDir
+from visionnets.train.setup import EXECUTORS, Setup, build_model_for, objective_for
+from visionnets.train.trainer import Trainer, trainer_options
 from visionnets.nn import functional as VF
 from visionnets.nn.activations import ACTIVATIONS
 from visionnets.nn.local import LocallyConnected2d, TiledConv2d
@@ -477,7 +484,11 @@ class PartitionedNet(nn.Module):
             self.rest.add_module(name.replace(".", "_"), lay)
             for pname, p in lay.named_parameters():
                 self.layout[f"{name}.{pname}"] = ("replicated", p)
-        self.exchanged = [p.halo for p in self.plans if p is not None]
+        self.names = [n for n, _ in model.named_parameters()]        # the whole model's order
+        if set(self.names) != set(self.layout) or len(list(self.parameters())) != len(self.layout):
+            raise ConfigError(f"--partitions: parameters {sorted(set(self.names) ^ set(self.layout))} of the "
+                              f"model cannot be partitioned")
+        self.name_of = {id(p): name for name, (_, p) in self.layout.items()}
 
     def _record_layout(self, name: str, lay: nn.Module, part: nn.Module) -> None:
         if isinstance(part, _LocalPart):
@@ -524,22 +535,25 @@ class PartitionedNet(nn.Module):
 
     def full_state_dict(self) -> dict[str, Tensor]:
         """The whole model's parameters (every worker calls it; every worker gets them)."""
-        return self.gather({name: p for name, (_, p) in self.layout.items()})
+        full = self.gather({name: p for name, (_, p) in self.layout.items()})
+        return {name: full[name] for name in self.names}
 
     def gather(self, local: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Whole tensors from every worker's parts (``local``: name -> this worker's part)."""
-        mine = {name: t.detach().cpu() for name, t in local.items()}
+        """Whole tensors from every worker's parts (a collective). ``local`` maps a parameter's
+        name, or ``name|anything`` for a tensor split like it (its gradient, its optimizer
+        state), to this worker's part; a tensor of another shape (a step count) is rank 0's."""
+        mine = {key: t.detach().cpu() for key, t in local.items()}
         every: list[Any] = [None] * self.comm.k
         dist.all_gather_object(every, (self.comm.rank, mine), group=self.comm.group)
+        parts = dict(every)
         full: dict[str, Tensor] = {}
-        for name, (kind, p) in self.layout.items():
-            if name not in mine:
-                continue
-            parts = {rank: state[name] for rank, state in every}
-            if kind == "replicated":
-                full[name] = parts[0].clone()
-                continue
-            full[name] = self._assemble(kind, name, parts)
+        for key, t in mine.items():
+            name = key.split("|", 1)[0]
+            kind, p = self.layout[name]
+            if kind == "replicated" or t.shape != p.shape:
+                full[key] = parts[0][key].clone()
+            else:
+                full[key] = self._assemble(kind, name, {rank: state[key] for rank, state in parts.items()})
         return full
 
     def _assemble(self, kind: str, name: str, parts: dict[int, Tensor]) -> Tensor:
@@ -575,3 +589,147 @@ class PartitionedNet(nn.Module):
         every[self.comm.rank] = sum(p.numel() for kind, p in self.layout.values() if kind != "replicated")
         dist.all_reduce(every, group=self.comm.group)
         return (every / every.sum()).tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole model and optimizer, seen from a worker (what checkpoints save and load)
+# ---------------------------------------------------------------------------------------------
+
+class WholeModel:
+    """``state_dict()``: the whole model's weights as gathered by the last :meth:`refresh` (a
+    collective); ``load_state_dict(state)``: this worker's part of a whole model's weights."""
+
+    def __init__(self, net: PartitionedNet):
+        self.net, self.state = net, None
+
+    def refresh(self) -> None:
+        self.state = self.net.full_state_dict()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.state
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        extra = sorted(set(state) - set(self.net.names))
+        if extra:
+            raise RuntimeError(f"unexpected keys\n  {', '.join(extra)}\n")
+        self.net.load_full(state)
+
+
+class WholeOptimizer:
+    """The whole model's optimizer state, gathered from the workers' optimizers over their parts
+    (indexed like an optimizer over the whole model's parameters), and scattered back on load."""
+
+    def __init__(self, net: PartitionedNet, optimizer: torch.optim.Optimizer):
+        if len(optimizer.param_groups) != 1:
+            raise ConfigError("model parallel: expected an optimizer with one parameter group")
+        self.net, self.optimizer, self.state = net, optimizer, None
+        self.local_names = [net.name_of[id(p)] for p in optimizer.param_groups[0]["params"]]
+
+    def refresh(self) -> None:
+        sd = self.optimizer.state_dict()
+        local, plain = {}, {}
+        for i, st in sd["state"].items():
+            for key, val in st.items():
+                if torch.is_tensor(val):
+                    local[f"{self.local_names[i]}|{key}"] = val
+                else:
+                    plain[(self.local_names[i], key)] = val
+        full = self.net.gather(local)
+        index = {name: j for j, name in enumerate(self.net.names)}
+        state: dict[int, dict] = {}
+        for key, val in full.items():
+            name, sub = key.split("|", 1)
+            state.setdefault(index[name], {})[sub] = val
+        for (name, sub), val in plain.items():
+            state.setdefault(index[name], {})[sub] = val
+        group = {**sd["param_groups"][0], "params": list(range(len(self.net.names)))}
+        self.state = {"state": state, "param_groups": [group]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.state
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        index = {name: j for j, name in enumerate(self.net.names)}
+        state = {}
+        for i, name in enumerate(self.local_names):
+            full = sd["state"].get(index[name])
+            if full is None:
+                continue
+            kind, p = self.net.layout[name]
+            state[i] = {key: self.net.local_part(name, v) if torch.is_tensor(v) and kind != "replicated"
+                        and v.dim() == p.dim() else v for key, v in full.items()}
+        group = {**sd["param_groups"][0], "params": list(range(len(self.local_names)))}
+        self.optimizer.load_state_dict({"state": state, "param_groups": [group]})
+
+
+# ---------------------------------------------------------------------------------------------
+# The executor: the Trainer's loop in every worker
+# ---------------------------------------------------------------------------------------------
+
+class ModelParallelTrainer(Trainer):
+    """The Trainer on worker ``rank`` of a model split into K parts: every worker runs the same
+    batches (its window of them), the same loss and the same epoch record; rank 0 writes the run
+    directory, whose checkpoints hold the whole model (gathered at each save), so ``local`` and
+    ``ddp`` can continue a model-parallel run and the other way round."""
+
+    def __init__(self, net: PartitionedNet, objective, dataset, *, rank: int, **kwargs):
+        super().__init__(net, objective, dataset, writer=rank == 0, **kwargs)
+        self.rank, self.sent_before = rank, 0
+        self.whole, self.whole_optimizer = WholeModel(net), WholeOptimizer(net, self.optimizer)
+
+    def checkpointed(self):
+        self.whole.refresh()
+        self.whole_optimizer.refresh()
+        return self.whole, self.whole_optimizer
+
+    def executor_stats(self) -> dict[str, Any]:
+        """Also the bytes worker 0 sent since the last record (borders and sums, training and evaluation)."""
+        sent, self.sent_before = self.model.comm.bytes_sent - self.sent_before, self.model.comm.bytes_sent
+        return {"name": "model_parallel", "partitions": self.model.comm.k, "rank0_bytes_sent": sent}
+
+
+def _worker(rank: int, k: int, port: int, backend: str, device_type: str, recipe: dict, dataset, weights: dict,
+            run_dir: str, resume: bool, progress: bool, threads: int, callbacks: tuple, started: float) -> None:
+    device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    join(rank, k, port, backend, threads)
+    try:
+        rec = Recipe.model_validate(recipe)
+        model = build_model_for(rec, dataset)
+        model.load_state_dict(weights)
+        net = PartitionedNet(model, dataset.input_shape, Comm(rank, k))
+        del model
+        trainer = ModelParallelTrainer(net, objective_for(rec, dataset), dataset, rank=rank, run_dir=RunDir(run_dir),
+                                       started=started, progress=progress and rank == 0,
+                                       callbacks=callbacks if rank == 0 else (),
+                                       **{**trainer_options(rec), "device": device})
+        trainer.fit(resume=resume)
+    finally:
+        leave()
+
+
+@EXECUTORS.register("model_parallel")
+def fit_model_parallel(setup: Setup, *, progress: bool = True, callbacks: tuple = (), partitions: int = 2,
+                       backend: str | None = None, threads: int | None = None) -> tuple[dict, list]:
+    """The ``model_parallel`` executor: the model split into ``partitions`` spatial blocks, one
+    process each (``threads`` torch threads each; default the cores shared out); ``backend`` gloo
+    or nccl (default: NCCL when every worker has a GPU). The model is checked before any process
+    starts: a layer that cannot be split, or blocks larger than a map, is a one-line error."""
+    rec, run_dir = setup.recipe, setup.run_dir
+    if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+        raise ConfigError(f"--partitions: expected an integer >= 1, got {partitions!r}")
+    if rec.train.compile:
+        raise ConfigError("train.compile: the model-parallel step exchanges borders inside autograd and is not "
+                          "compiled; set train.compile=false")
+    PartitionedNet(setup.model, setup.dataset.input_shape, Comm(0, partitions))     # the checks, in this process
+    backend, device_type = choose_backend(rec, partitions, backend, "model parallel")
+    threads = threads or max(1, (os.cpu_count() or 1) // partitions)
+    run_dir.write_executor("model_parallel", {"partitions": partitions, "backend": backend})
+    weights = {k: v.detach().cpu() for k, v in setup.model.state_dict().items()}
+    spawn(_worker, partitions, (partitions, free_port(), backend, device_type, rec.to_dict(), setup.dataset, weights,
+                                str(run_dir.path), setup.resume, progress, threads, tuple(callbacks), setup.started),
+          "model parallel")
+    load_checkpoint(run_dir.weights("best"), setup.model)
+    history = run_dir.read_metrics()
+    return final_record(history, history[-1].get("best_epoch") if history else None), history

@@ -14,7 +14,26 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from visionnets.errors import TrainingError
+from visionnets.errors import ConfigError, TrainingError
+
+
+BACKENDS = ("gloo", "nccl")
+
+
+def choose_backend(rec, workers: int, backend: str | None, what: str) -> tuple[str, str]:
+    """(backend, device type): NCCL on CUDA when every worker gets a GPU, else gloo on CPU."""
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"{what}: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    wants_cuda = rec.device.startswith("cuda")
+    if wants_cuda and gpus < workers:
+        raise ConfigError(f"device: {rec.device!r} with {workers} {what} workers needs {workers} GPUs, found {gpus}")
+    on_gpu = (wants_cuda or rec.device == "auto") and gpus >= workers
+    backend = backend or ("nccl" if on_gpu else "gloo")
+    if backend == "nccl" and not on_gpu:
+        raise ConfigError(f"{what}: backend nccl needs {workers} GPUs and device cuda or auto; found {gpus} GPUs, "
+                          f"device {rec.device!r}")
+    return backend, "cuda" if on_gpu else "cpu"
 
 
 def free_port() -> int:

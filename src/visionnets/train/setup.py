@@ -42,7 +42,9 @@ from visionnets.train.rundir import RunDir
 
 EXECUTORS = Registry("executor")
 # runs of these executors can continue one another (DDP writes the single process's checkpoints)
-COMPATIBLE = {"local": {"local", "ddp"}, "ddp": {"local", "ddp"}, "downpour": {"downpour"}}
+# (as do model-parallel workers: they save and load the whole model's weights and optimizer state)
+_WHOLE = {"local", "ddp", "model_parallel"}
+COMPATIBLE = {"local": _WHOLE, "ddp": _WHOLE, "model_parallel": _WHOLE, "downpour": {"downpour"}}
 
 
 def build_data(recipe: Recipe, data_dir: str | Path | None = None) -> Dataset:

@@ -156,6 +156,11 @@ class Trainer:
     def executor_stats(self) -> dict[str, Any]:
         return {"name": "local"}
 
+    def checkpointed(self) -> tuple[Any, Any]:
+        """What checkpoints save and load: the model and the optimizer (a model-parallel worker:
+        views of the whole model, gathered from every worker, so checkpoints are the same files)."""
+        return self.model, self.optimizer
+
     # ----------------------------------------------------------------- checkpoints
     def state(self, wall_s: float) -> dict[str, Any]:
         """The run state saved with each checkpoint (early stopping's is added by the record)."""
@@ -166,7 +171,7 @@ class Trainer:
         """Continue from ``run_dir/checkpoints/last.safetensors`` exactly where it stopped."""
         if self.run_dir is None:
             raise CheckpointError("resume needs a run directory")
-        state = load_checkpoint(self.run_dir.checkpoint("last"), self.model, self.optimizer, restore_rng=True)
+        state = load_checkpoint(self.run_dir.checkpoint("last"), *self.checkpointed(), restore_rng=True)
         self.epoch, self.step = state["epoch"], state["step"]
         self.wall_before, self.examples_seen = state.get("wall_s", 0.0), state.get("examples_seen", 0)
         self.record.restore(state, read_from=self.run_dir)
@@ -195,7 +200,7 @@ class Trainer:
         """A checkpoint inside an epoch: the run state, the batch to continue at, the partial sums."""
         partial = self.reduce(tally)      # DDP: summed over the workers (every rank takes part)
         state = {**self.state(wall_s), "batch": batches, "partial": partial.totals(), "partial_seconds": seconds}
-        self.record.save_last(self.model, self.optimizer, state)
+        self.record.save_last(*self.checkpointed(), state)
 
     def _train_epoch(self, bar, started: float) -> tuple[Tally, float, float]:
         self.model.train()
@@ -254,9 +259,9 @@ class Trainer:
                                   train_seconds=train_seconds, evaluation=evaluation,
                                   seconds=time.perf_counter() - t0, wall_s=wall_s,
                                   examples_seen=self.examples_seen, executor=self.executor_stats())
-            if self.record.close_epoch(self, record, self.model, self.optimizer, self.state(wall_s)):
+            if self.record.close_epoch(self, record, *self.checkpointed(), self.state(wall_s)):
                 break
-        self.record.load_best(self.model)
+        self.record.load_best(self.checkpointed()[0])
         return self.final()
 
     def final(self) -> dict[str, Any]:
