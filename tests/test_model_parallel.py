@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from visionnets import partition as geo
 from visionnets.distributed import model_parallel as mp
 from visionnets.distributed.procs import free_port, join, leave, spawn
 from visionnets.errors import ConfigError
@@ -84,14 +85,14 @@ def test_partitions_equal_single_process(k, tmp_path):
 
 
 def test_geometry():
-    assert mp.split(7, 3) == [(0, 2), (2, 4), (4, 7)]
-    assert mp.grid(4) == (2, 2) and mp.grid(6) == (2, 3) and mp.grid(5) == (1, 5)
-    b = mp.blocks((7, 9), 4)
-    assert b[0] == mp.Rect(0, 3, 0, 4) and b[3] == mp.Rect(3, 7, 4, 9)
+    assert geo.split(7, 3) == [(0, 2), (2, 4), (4, 7)]
+    assert geo.grid(4) == (2, 2) and geo.grid(6) == (2, 3) and geo.grid(5) == (1, 5)
+    b = geo.blocks((7, 9), 4)
+    assert b[0] == geo.Rect(0, 3, 0, 4) and b[3] == geo.Rect(3, 7, 4, 9)
     # a 3x3 window, stride 2, padding 1 over 13 rows: outputs 4:7 read rows 7..13 and pad one after
-    assert mp._reach(4, 7, 3, 2, 1, 13) == (7, 13, 0, 1)
-    plan = mp.exchange_plan(0, [mp.Rect(0, 4, 0, 9), mp.Rect(4, 8, 0, 9)], [mp.Rect(0, 6, 0, 9), mp.Rect(2, 8, 0, 9)])
-    assert plan.sends == [(1, mp.Rect(2, 4, 0, 9))] and plan.recvs == [(1, mp.Rect(4, 6, 0, 9))]
+    assert geo._reach(4, 7, 3, 2, 1, 13) == (7, 13, 0, 1)
+    plan = geo.exchange_plan(0, [geo.Rect(0, 4, 0, 9), geo.Rect(4, 8, 0, 9)], [geo.Rect(0, 6, 0, 9), geo.Rect(2, 8, 0, 9)])
+    assert plan.sends == [(1, geo.Rect(2, 4, 0, 9))] and plan.recvs == [(1, geo.Rect(4, 6, 0, 9))]
     assert plan.halo == 18
 
 

@@ -80,13 +80,16 @@ def test_capacity_memory_halos_and_time_by_hand():
     assert one["seconds_per_step"] == pytest.approx(4 * report["training_flops_per_example"] / 1e9)
     two = capacity(report, machines=2, partitions=2, flops=1e9, bandwidth=1e6, memory_gb=1)
     assert two["grid"] == [1, 2] and two["worker_memory_bytes"] == pytest.approx(one["worker_memory_bytes"] / 2)
-    # halos, by hand: 1 x 2 blocks meet along a 10-row (filter: 1 channel, 2 extra columns) and an 8-row edge
-    # (LCN 5x5 over 2 maps: 4 extra columns), both sides, forward and backward, 4 examples of float32;
-    # then the top map (2 x 8 x 8) gathered, and its gradient, half of it from the other worker
-    filt = 2 * 2 * 10 * 1 * 4 * 4 * 2
-    lcn = 2 * 4 * 8 * 2 * 4 * 4 * 2
-    gather = 2 * 2 * 8 * 8 * 4 * 4 * 0.5
-    assert two["halo_bytes_per_step"] == pytest.approx(filt + lcn + gather)
+    # borders, by hand: 1 x 2 blocks (columns 0:4 and 4:8 of the 8 x 8 maps). The filter reads the
+    # input (every worker has it); the 1x1 pooling reads nothing beyond its block; LCN 5x5 reads
+    # two windows of radius 2 in turn, so 4 columns of the neighbour's block (8 rows, 2 maps):
+    # sent forward, and their gradients backward, for 4 float32 examples; then mean(sigma) summed
+    # (one number per example, forward and backward, sent to the other worker)
+    lcn = (4 * 8 * 2) * 2 * 4 * 4
+    sums = 2 * (4 * 4)
+    assert two["halo_bytes_per_step"] == pytest.approx(lcn + sums)
+    assert two["messages_per_step"] == 2 + 2 and two["rounds_per_step"] == 2 + 2
+    assert two["network_seconds_per_step"] == pytest.approx((lcn + sums) / 1e6 + 4 * 5e-5)
     dp = capacity(report, machines=5, replicas=2, partitions=2, n_fetch=1, n_push=2)
     assert dp["parameter_server_machines"] == 1 and dp["idle_machines"] == 0
     assert dp["sync_bytes_per_step"] == pytest.approx(report["weights_bytes"] / 2 * 1.5)

@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flops", type=float, default=1e11, metavar="F", help="FLOP/s one machine achieves (1e11)")
     g.add_argument("--bandwidth", type=float, default=1.25e9, metavar="B", help="bytes/s of its network (1.25e9)")
     g.add_argument("--memory", type=float, default=64.0, metavar="GB", help="its memory in GB (64)")
+    g.add_argument("--latency", type=float, default=5e-5, metavar="S", help="seconds per round of messages between computing workers (5e-5)")
     g.add_argument("--batch", type=int, help="examples per replica and step (default: the recipe's)")
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         from visionnets.train.plan import capacity, render_capacity
 
         report["capacity"] = capacity(report, args.machines, args.replicas, args.partitions, args.flops,
-                                      args.bandwidth, args.memory, args.batch)
+                                      args.bandwidth, args.memory, args.batch, latency=args.latency)
     print(json.dumps(report, indent=1) if args.json else render(report)
           + ("\n\n" + render_capacity(report["capacity"]) if "capacity" in report else ""))
     return 0

@@ -24,6 +24,7 @@ exact: K workers compute the single process's outputs and gradients, up to the o
 additions. Batch normalization and anything that is not a chain of layers cannot be split (a
 one-line error names the layer).
 
+    >>> from visionnets.partition import blocks
     >>> blocks((7, 9), 4)[3]          # worker 3 of 4 (a 2 x 2 grid) owns rows 3:7, columns 4:9
     Rect(r0=3, r1=7, c0=4, c1=9)
 
@@ -34,7 +35,6 @@ Trainer's loop in every worker; :func:`fit_model_parallel`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,6 +44,8 @@ from torch import Tensor, nn
 
 from visionnets.distributed.procs import choose_backend, free_port, join, leave, spawn
 from visionnets.errors import ConfigError
+from visionnets.partition import (DIRECT_SUM_WORKERS, ExchangePlan, Rect, blocks, exchange_plan, grid, needed_rects,
+                                  sum_bytes, sum_messages, window_of)
 from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint
 from visionnets.train.record import final_record
@@ -55,60 +57,6 @@ from visionnets.nn.activations import ACTIVATIONS
 from visionnets.nn.local import LocallyConnected2d, TiledConv2d
 from visionnets.nn.normalization import LocalContrastNorm2d
 from visionnets.nn.pooling import LpPool2d
-
-
-# ---------------------------------------------------------------------------------------------
-# Geometry: blocks of a map, and what a window needs
-# ---------------------------------------------------------------------------------------------
-
-def split(n: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous ranges covering 0..n, sizes differing by at most one."""
-    return [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
-
-
-def grid(k: int) -> tuple[int, int]:
-    """K workers as a x b blocks, a the divisor of K nearest sqrt(K) from below."""
-    a = max(d for d in range(1, int(k ** 0.5) + 1) if k % d == 0)
-    return a, k // a
-
-
-@dataclass(frozen=True)
-class Rect:
-    """Rows r0:r1 and columns c0:c1 of a map."""
-
-    r0: int
-    r1: int
-    c0: int
-    c1: int
-
-    def __and__(self, other: "Rect") -> "Rect | None":
-        r = Rect(max(self.r0, other.r0), min(self.r1, other.r1), max(self.c0, other.c0), min(self.c1, other.c1))
-        return r if r.r0 < r.r1 and r.c0 < r.c1 else None
-
-    def shift(self, origin: "Rect") -> "Rect":
-        """This rectangle in the coordinates of a tensor holding ``origin``."""
-        return Rect(self.r0 - origin.r0, self.r1 - origin.r0, self.c0 - origin.c0, self.c1 - origin.c0)
-
-    @property
-    def index(self) -> tuple:
-        return (..., slice(self.r0, self.r1), slice(self.c0, self.c1))
-
-    @property
-    def area(self) -> int:
-        return (self.r1 - self.r0) * (self.c1 - self.c0)
-
-
-def blocks(size: tuple[int, int], k: int) -> list[Rect]:
-    """The K blocks of an (h, w) map, row-major over the a x b grid."""
-    a, b = grid(k)
-    return [Rect(*rows, *cols) for rows in split(size[0], a) for cols in split(size[1], b)]
-
-
-def _reach(o0: int, o1: int, k: int, s: int, p: int, n: int) -> tuple[int, int, int, int]:
-    """Input rows [lo, hi) that outputs o0:o1 of a (k, s, p) window read from n rows, and the
-    padding (before, after) they need beyond the input."""
-    lo, hi = o0 * s - p, (o1 - 1) * s + k - p
-    return max(lo, 0), min(hi, n), max(-lo, 0), max(hi - n, 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,10 +84,27 @@ class Comm:
         self.messages += len(sends)
 
     def all_reduce(self, t: Tensor) -> Tensor:
-        t = t.contiguous().clone()
-        dist.all_reduce(t, group=self.group)
-        self.bytes_sent += 2 * t.numel() * t.element_size() * (self.k - 1) // self.k   # ring all-reduce
-        return t
+        """The sum of every worker's ``t``, the same bits on every worker. Up to
+        ``DIRECT_SUM_WORKERS`` workers, each sends its tensor to every other and adds them in rank
+        order (gloo's all_reduce of a few numbers takes about 2 ms on a 2-core VM, a message 0.1 ms);
+        beyond, a ring all-reduce (``torch.distributed.all_reduce``)."""
+        t = t.contiguous()
+        if self.k == 1:
+            return t.clone()
+        if self.k > DIRECT_SUM_WORKERS:
+            out = t.clone()
+            dist.all_reduce(out, group=self.group)
+            self.bytes_sent += sum_bytes(t.numel() * t.element_size(), self.k)
+            self.messages += sum_messages(self.k)[0]
+            return out
+        others = [w for w in range(self.k) if w != self.rank]
+        got = {w: torch.empty_like(t) for w in others}
+        self.exchange([(w, t) for w in others], list(got.items()))
+        got[self.rank] = t
+        out = got[0].clone()
+        for w in range(1, self.k):
+            out += got[w]
+        return out
 
 
 class Exchange(torch.autograd.Function):
@@ -211,35 +176,6 @@ class _Shared(torch.autograd.Function):
         return ctx.comm.all_reduce(grad), None
 
 
-@dataclass
-class ExchangePlan:
-    """One worker's part of an exchange: (worker, rectangle in owned coordinates) to send,
-    (worker, rectangle in region coordinates) to receive, and its own part (src, dst)."""
-
-    owned_shape: tuple[int, int]
-    region_shape: tuple[int, int]
-    sends: list[tuple[int, Rect]]
-    recvs: list[tuple[int, Rect]]
-    own: tuple[Rect, Rect] | None
-
-    @property
-    def halo(self) -> int:
-        """Positions received (per channel and example)."""
-        return sum(r.area for _, r in self.recvs)
-
-
-def exchange_plan(rank: int, owned: list[Rect], needed: list[Rect]) -> ExchangePlan:
-    """What worker ``rank`` sends and receives when every worker w owns ``owned[w]`` of a map
-    and needs ``needed[w]`` of it."""
-    mine, need = owned[rank], needed[rank]
-    sends = [(w, cut.shift(mine)) for w, other in enumerate(needed) if w != rank and (cut := mine & other)]
-    recvs = [(w, cut.shift(need)) for w, other in enumerate(owned) if w != rank and (cut := other & need)]
-    cut = mine & need
-    own = (cut.shift(mine), cut.shift(need)) if cut else None
-    return ExchangePlan((mine.r1 - mine.r0, mine.c1 - mine.c0), (need.r1 - need.r0, need.c1 - need.c0),
-                        sends, recvs, own)
-
-
 # ---------------------------------------------------------------------------------------------
 # Partitioned layers
 # ---------------------------------------------------------------------------------------------
@@ -260,13 +196,7 @@ class _Spatial(nn.Module):
             a, b = grid(k)
             raise ConfigError(f"--partitions {k}: layer {name!r} has a {out_size[0]}x{out_size[1]} output, "
                               f"too small for {a} x {b} blocks; use fewer partitions")
-        (kh, sh, ph), (kw, sw, pw) = window
-        self.needed, self.pads = [], []
-        for r in self.out_blocks:
-            a0, a1, pt, pb = _reach(r.r0, r.r1, kh, sh, ph, in_size[0])
-            b0, b1, pl, pr = _reach(r.c0, r.c1, kw, sw, pw, in_size[1])
-            self.needed.append(Rect(a0, a1, b0, b1))
-            self.pads.append((pl, pr, pt, pb))
+        self.needed, self.pads = needed_rects(window, in_size, self.out_blocks)
         self.rank, self.block = rank, self.out_blocks[rank]
 
     def padded(self, region: Tensor) -> Tensor:
@@ -365,18 +295,6 @@ class _NormPart(_Spatial):
         return v[b.shift(mid).index] / torch.maximum(sig, mean)
 
 
-def _windows(layer: nn.Module) -> tuple:
-    """((kh, sh, ph), (kw, sw, pw)) of a spatial layer."""
-    if isinstance(layer, LocalContrastNorm2d):
-        k = 2 * (layer.kernel_size // 2)              # two windows of radius r: 2r on each side
-        return (2 * k + 1, 1, k), (2 * k + 1, 1, k)
-    k = VF._pair(layer.kernel_size, "kernel_size")
-    s = getattr(layer, "stride", None)
-    s = k if s is None else VF._pair(s, "stride")
-    p = VF._pair(layer.padding, "padding", 0)
-    return (k[0], s[0], p[0]), (k[1], s[1], p[1])
-
-
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The layers of a chain (nested ``nn.Sequential``) in order; anything else is an error."""
     out: list[tuple[str, nn.Module]] = []
@@ -449,7 +367,7 @@ class PartitionedNet(nn.Module):
                 raise ConfigError(f"--partitions: layer {name!r} ({type(lay).__name__}) cannot be partitioned "
                                   f"(supported: locally connected, tiled and convolution layers, max/avg/L2 "
                                   f"pooling, local contrast normalization, activations, then Flatten and Linear)")
-            part.setup(name, _windows(lay), tuple(x.shape[2:]), tuple(y.shape[2:]), k, comm.rank)
+            part.setup(name, window_of(lay), tuple(x.shape[2:]), tuple(y.shape[2:]), k, comm.rank)
             part.take(lay)
             if owned_prev is None:
                 self.input_rect = part.needed[comm.rank]

@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from visionnets.data.base import Dataset, Split
 from visionnets.errors import ConfigError
+from visionnets.partition import border_traffic, grid, sum_bytes, sum_messages, window_of
 from visionnets.recipes import Recipe, load_recipe
 from visionnets.train.setup import build_data, build_model_for
 
@@ -30,18 +31,6 @@ def shapes_only(input_shape: tuple[int, ...], num_outputs: int, name: str = "pla
     y = torch.zeros(0, dtype=torch.long) if num_outputs > 0 else torch.zeros(0, 0)     # 0: features only
     empty = Split(torch.zeros(0, *input_shape), y)
     return Dataset(name, empty, None, empty, tuple(input_shape), num_outputs if num_outputs > 0 else None)
-
-
-def _window(module) -> list[int] | None:
-    """(rows of the window, row stride) of a layer that reads a spatial neighbourhood, else None."""
-    k = getattr(module, "kernel_size", None)
-    if k is None:
-        return None
-    kh = k if isinstance(k, int) else k[0]
-    s = getattr(module, "stride", 1)                  # no stride (LCN): every position; None (pooling): the kernel
-    s = k if s is None else s
-    sh = s if isinstance(s, int) else s[0]
-    return [int(kh), int(sh)]
 
 
 def plan(recipe: Any, overrides: list[str] | tuple[str, ...] = (), data_dir=None,
@@ -71,7 +60,7 @@ def plan(recipe: Any, overrides: list[str] | tuple[str, ...] = (), data_dir=None
                 x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
                 rows.append({"name": name, "type": type(module).__name__, "output_shape": list(output.shape[1:]),
                              "input_shape": list(x.shape[1:]) if x is not None else None,
-                             "window": _window(module), "activations": output[0].numel(),
+                             "window": window_of(module), "activations": output[0].numel(),
                              "parameters": sum(p.numel() for p in module.parameters(recurse=False))})
         return hook
 
@@ -131,25 +120,32 @@ def render(report: dict[str, Any]) -> str:
 # Capacity: M machines, R replicas of K partitions (DistBelief / Downpour)
 # ---------------------------------------------------------------------------------------------
 
-MACHINE = {"flops": 1e11, "bandwidth": 1.25e9, "memory_gb": 64.0}   # 16 cores ~100 GFLOP/s achieved, 10 GbE, 64 GB
+MACHINE = {"flops": 1e11, "bandwidth": 1.25e9, "memory_gb": 64.0,   # 16 cores ~100 GFLOP/s achieved, 10 GbE,
+           "latency": 5e-5}                                         # 64 GB, 50 us per round of messages
 
 
 def capacity(report: dict[str, Any], machines: int, replicas: int = 1, partitions: int = 1,
              flops: float = MACHINE["flops"], bandwidth: float = MACHINE["bandwidth"],
              memory_gb: float = MACHINE["memory_gb"], batch: int | None = None, n_fetch: int = 1,
-             n_push: int = 1) -> dict[str, Any]:
+             n_push: int = 1, latency: float = MACHINE["latency"]) -> dict[str, Any]:
     """What ``report``'s model needs on ``machines`` machines as ``replicas`` replicas of
     ``partitions`` model-parallel workers each (the rest of the machines hold the parameter
     server's shards), per training step of ``batch`` examples per replica.
 
     Model parallelism splits every map into ``partitions`` = a x b blocks (a the divisor nearest
-    sqrt(K)): a worker holds 1/K of the weights, gradients and activations, and for each layer
-    reading a neighbourhood it receives from each neighbour the ``window - stride`` input rows (or
-    columns) its windows overlap, and sends back their gradients; the fully connected top gathers the last feature map. Data parallelism
-    (Downpour) fetches the weights every ``n_fetch`` steps and pushes gradients every ``n_push``
-    steps; with several replicas the optimizer state lives on the parameter-server machines.
-    Time per step: compute (3 x forward FLOPs) / ``flops`` plus bytes / ``bandwidth`` per worker
-    machine, not overlapped (an upper bound); examples/s = replicas x batch / step time.
+    sqrt(K)), exactly as :mod:`visionnets.distributed.model_parallel` does (the same geometry,
+    :mod:`visionnets.partition`): a worker holds 1/K of the weights, gradients and activations;
+    before each layer reading a neighbourhood it receives the borders of its neighbours' blocks
+    its windows reach, and sends back their gradients; the first fully connected layer's partial
+    products and local contrast normalization's mean are summed over the workers
+    (:func:`visionnets.partition.sum_bytes`). Data parallelism (Downpour) fetches the weights every ``n_fetch`` steps and
+    pushes gradients every ``n_push`` steps; with several replicas the optimizer state lives on
+    the parameter-server machines. Time per step: compute (3 x forward FLOPs) / ``flops``, plus
+    the bytes the busiest worker sends / ``bandwidth`` (links are full duplex: receiving runs
+    alongside) and ``latency`` per round of messages (an exchange with the neighbours, a sum: the
+    messages of one round travel at once; the latency of a round between computing workers, not
+    a ping-pong's), not overlapped (an upper bound); examples/s =
+    replicas x batch / step time.
     """
     if min(machines, replicas, partitions, n_fetch, n_push) < 1:
         raise ConfigError("--machines, --replicas, --partitions, n_fetch and n_push must be >= 1")
@@ -157,11 +153,11 @@ def capacity(report: dict[str, Any], machines: int, replicas: int = 1, partition
     if workers > machines:
         raise ConfigError(f"--machines {machines}: {replicas} replicas x {partitions} partitions need {workers}")
     spatial = [r for r in report["layers"] if r["window"] and r["input_shape"] and len(r["input_shape"]) == 3]
-    grid = _grid(partitions)                            # K = a x b blocks of every map, a rows of blocks
+    a, b = grid(partitions)
     rows = min((r["output_shape"][1] for r in spatial), default=0)
     cols = min((r["output_shape"][2] for r in spatial), default=0)
-    if partitions > 1 and (grid[0] > rows or grid[1] > cols):
-        raise ConfigError(f"--partitions {partitions}: {grid[0]} x {grid[1]} blocks, but the model's smallest "
+    if partitions > 1 and (a > rows or b > cols):
+        raise ConfigError(f"--partitions {partitions}: {a} x {b} blocks, but the model's smallest "
                           f"partitioned map is {rows} x {cols}")
     batch = batch or report["batch_size"]
     k, bytes_per = partitions, report["weights_bytes"] / max(report["parameters"], 1)
@@ -170,38 +166,35 @@ def capacity(report: dict[str, Any], machines: int, replicas: int = 1, partition
     worker_memory = (report["weights_bytes"] + report["gradients_bytes"]
                      + (report["optimizer_state_bytes"] if state_on_workers else 0)) / k \
         + report["activations_bytes_per_example"] * batch / k
-    halo = 0.0                                            # bytes one worker exchanges per step (in + out)
+    halo, messages, rounds = 0.0, 0, 0       # what the busiest worker sends per step; rounds: its synchronizations
     if k > 1:
-        a, b = grid
-        for r in spatial:
-            c, h, w = r["input_shape"]
-            kh, sh = r["window"]
-            border = (w / b if a > 1 else 0) + (h / a if b > 1 else 0)       # block edges that meet a neighbour
-            halo += 2 * max(kh - sh, 0) * border * c * batch * bytes_per * 2   # both sides; fwd + bwd
-        top = spatial[-1]["output_shape"] if spatial else None
-        if top:
-            halo += 2 * top[0] * top[1] * top[2] * batch * bytes_per * (k - 1) / k   # gather the top; its gradient
+        layers = [(r["input_shape"][0], tuple(r["input_shape"][1:]), tuple(r["output_shape"][1:]), r["window"])
+                  for r in spatial]
+        busiest = max(border_traffic(layers, k), key=lambda t: (t["values"], t["rounds"]))
+        halo, messages, rounds = busiest["values"] * batch * bytes_per, busiest["messages"], busiest["rounds"]
+        after = report["layers"][report["layers"].index(spatial[-1]) + 1:] if spatial else []
+        fc = next((r for r in after if r["type"] == "Linear"), None)
+        sums = [fc["output_shape"][0]] if fc else []                          # partial products, forward
+        sums += [1, 1] * sum(r["type"] == "LocalContrastNorm2d" for r in spatial)   # mean(sigma): fwd, bwd
+        halo += sum(sum_bytes(int(n * batch * bytes_per), k) for n in sums)
+        messages += sum_messages(k)[0] * len(sums)
+        rounds += sum_messages(k)[1] * len(sums)
     sync = 0.0 if replicas == 1 else report["weights_bytes"] / k * (1 / n_fetch + 1 / n_push)
     compute_s = report["training_flops_per_example"] * batch / k / flops
-    network_s = (halo + sync) / bandwidth
+    network_s = (halo + sync) / bandwidth + rounds * latency
     step_s = compute_s + network_s
     ps_memory = ((report["weights_bytes"] + report["optimizer_state_bytes"]) / ps_machines
                  if replicas > 1 and ps_machines else 0.0)
     fits = worker_memory <= memory_gb * 2**30 and ps_memory <= memory_gb * 2**30
-    return {"machines": machines, "replicas": replicas, "partitions": partitions, "grid": list(grid),
+    return {"machines": machines, "replicas": replicas, "partitions": partitions, "grid": [a, b],
             "parameter_server_machines": ps_machines, "idle_machines": machines - workers - ps_machines,
             "batch_per_replica": batch,
-            "machine": {"flops": flops, "bandwidth": bandwidth, "memory_gb": memory_gb},
+            "machine": {"flops": flops, "bandwidth": bandwidth, "memory_gb": memory_gb, "latency": latency},
             "worker_memory_bytes": worker_memory, "parameter_server_memory_bytes": ps_memory,
-            "fits": fits, "halo_bytes_per_step": halo, "sync_bytes_per_step": sync,
+            "fits": fits, "halo_bytes_per_step": halo, "messages_per_step": messages, "rounds_per_step": rounds,
+            "sync_bytes_per_step": sync,
             "compute_seconds_per_step": compute_s, "network_seconds_per_step": network_s,
             "seconds_per_step": step_s, "examples_per_second": replicas * batch / step_s}
-
-
-def _grid(k: int) -> tuple[int, int]:
-    """K workers as a x b blocks, a the divisor of K nearest sqrt(K) from below (square-ish blocks)."""
-    a = max(d for d in range(1, int(k ** 0.5) + 1) if k % d == 0)
-    return a, k // a
 
 
 def render_capacity(cap: dict[str, Any]) -> str:
@@ -216,7 +209,8 @@ def render_capacity(cap: dict[str, Any]) -> str:
         + (f"   per parameter server {gib(cap['parameter_server_memory_bytes'])}"
            if cap["parameter_server_memory_bytes"] else ""),
         f"  fits                    {'yes' if cap['fits'] else 'NO'}",
-        f"  exchanged per step      halos {human(cap['halo_bytes_per_step'], 'B')}, "
+        f"  sent per step           borders and sums {human(cap['halo_bytes_per_step'], 'B')} in "
+        f"{cap['messages_per_step']} messages ({cap['rounds_per_step']} rounds), "
         f"fetch + push {human(cap['sync_bytes_per_step'], 'B')} per worker",
         f"  time per step           compute {cap['compute_seconds_per_step']:.3g} s + network "
         f"{cap['network_seconds_per_step']:.3g} s = {cap['seconds_per_step']:.3g} s",
