@@ -70,12 +70,28 @@ class TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     ``random_state`` and ``verbose`` among their ``__init__`` arguments.
     """
 
+    #: which of ``batch_size`` / ``n_epochs`` may be "auto": the subclass then resolves them from
+    #: the data in ``_init_state`` (as ``batch_size_`` / ``n_epochs_``)
+    _auto_params: tuple[str, ...] = ()
+
     # ---- input handling -------------------------------------------------------------------
     def _check_params(self) -> None:
         for name in ("batch_size", "n_epochs"):
             v = getattr(self, name)
+            auto = name in self._auto_params
+            if auto and isinstance(v, str) and v == "auto":
+                continue
             if not isinstance(v, numbers.Integral) or v < 1:
-                raise ConfigError(f"{type(self).__name__}: {name}={v!r}; expected an int >= 1")
+                raise ConfigError(f"{type(self).__name__}: {name}={v!r}; expected an int >= 1"
+                                  + (" or 'auto'" if auto else ""))
+
+    def _batch_size(self) -> int:
+        """Rows per update: ``batch_size``, or its resolved value when it is "auto"."""
+        return self.batch_size_ if self.batch_size == "auto" else self.batch_size
+
+    def _n_epochs(self) -> int:
+        """Passes ``fit`` makes: ``n_epochs``, or its resolved value when it is "auto"."""
+        return self.n_epochs_ if self.n_epochs == "auto" else self.n_epochs
 
     @property
     def _n_features_out(self) -> int:
@@ -110,7 +126,7 @@ class TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def fit(self, X, y=None):
         """Initialize the learner on ``X`` (n_samples, n_features) and train it ``n_epochs`` epochs."""
         x = self._start(X)
-        self._run_epochs(x, self.n_epochs)
+        self._run_epochs(x, self._n_epochs())
         return self
 
     def partial_fit(self, X, y=None):
@@ -144,7 +160,7 @@ class TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     def _run_epochs(self, x: torch.Tensor, n_epochs: int) -> None:
         n = x.shape[0]
-        bs = min(self.batch_size, n)
+        bs = min(self._batch_size(), n)
         n_batches = math.ceil(n / bs)
         for _ in range(n_epochs):
             t_epoch = time.perf_counter()

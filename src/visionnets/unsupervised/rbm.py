@@ -29,6 +29,7 @@ pseudo-likelihood ``sum_i log p(v_i | v_-i)``.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -132,6 +133,28 @@ def pseudo_likelihood(v: torch.Tensor, w: torch.Tensor, b_v: torch.Tensor, b_h: 
 # ---------------------------------------------------------------------------------------------
 # estimator
 # ---------------------------------------------------------------------------------------------
+def auto_schedule(n_samples: int) -> tuple[int, int]:
+    """``(batch_size, n_epochs)`` that ``"auto"`` gives for ``n_samples`` training rows.
+
+    Batch: ``n_samples // 200`` within [10, 64], so an epoch makes at least about 200 updates
+    (10 rows, as scikit-learn's BernoulliRBM, below 2,000 rows; 64 from 12,800 rows on).
+    Epochs: ``30,000 / n_samples`` rounded up, within [10, 100], so training sees at least
+    30,000 rows (10 epochs from 3,000 rows on). Why: what an RBM learns depends on how many
+    updates it makes, not on how many epochs. On the 1,437 training digits of scikit-learn's
+    ``load_digits``, batches of 64 for 10 epochs (the old defaults) make 230 updates, and a
+    logistic regression on the codes scored 79.9 % against 87.4 % on BernoulliRBM's (batches
+    of 10, 10 epochs: 1,440 updates); batches of 10 for 21 epochs make 3,000 updates and score
+    89.9 % in the same time as BernoulliRBM's fit. A larger learning rate instead of more
+    updates did not do it (0.5 with batches of 64: 81 %), and batches below 10 or a rate of 0.2
+    hurt on small MNIST subsets. On MNIST (60,000 rows) the schedule is 64 and 10, as before:
+    an epoch is as fast as it was (benchmarks/rbm_defaults.py).
+
+    >>> auto_schedule(1437), auto_schedule(5000), auto_schedule(60000)
+    ((10, 21), (25, 10), (64, 10))
+    """
+    return min(64, max(10, n_samples // 200)), min(100, max(10, math.ceil(30_000 / n_samples)))
+
+
 def _bernoulli(est) -> bool:
     return est.visible == "bernoulli"
 
@@ -151,7 +174,14 @@ class RBM(TorchTransformer):
     weight_decay : float     L2 penalty on W
     sparsity_target, sparsity_cost   the "sparse RBM" of Lee et al. 2008: push the mean hidden
                              probability toward ``sparsity_target`` (None: off)
-    batch_size, n_epochs, device, random_state, verbose   as every learner
+    batch_size : int or "auto"   rows per update; "auto": ``n_samples // 200`` within [10, 64]
+    n_epochs : int or "auto"     passes over the data; "auto": ``30,000 / n_samples`` within
+                             [10, 100]. Both "auto" (:func:`auto_schedule`, which says why):
+                             batches of 10 for 21 epochs on the 1,437 training digits of
+                             ``load_digits``, 64 and 10 on MNIST's 60,000. Resolved from the rows
+                             given to ``fit`` (or to the first ``partial_fit``) as ``batch_size_``
+                             and ``n_epochs_``
+    device, random_state, verbose   as every learner
     visible_bias_init : str  "data": log(p / (1 - p)) of each unit's mean (Bernoulli) or the mean
                              (Gaussian), as Hinton's practical guide advises; "zero": 0 (as scikit-learn)
     monitor : bool           record reconstruction error (and pseudo-likelihood for Bernoulli
@@ -164,13 +194,23 @@ class RBM(TorchTransformer):
 
     Fitted attributes: ``components_`` (K, D) = W, ``intercept_visible_`` (D,),
     ``intercept_hidden_`` (K,), ``encoder_`` (nn.Sequential(Linear, Sigmoid): v -> E[h|v]),
-    ``decoder_`` (h -> E[v|h]), ``persistent_chain_``, ``history_``, ``n_iter_``.
+    ``decoder_`` (h -> E[v|h]), ``persistent_chain_``, ``history_``, ``n_iter_``,
+    ``batch_size_``, ``n_epochs_``.
+
+    The defaults (256 units, learning rate 0.1, persistent CD-1, no momentum) are scikit-learn's,
+    but for the visible biases' start (``visible_bias_init``) and the batch size and epochs,
+    which adapt to the data. In a scikit-learn pipeline with a logistic
+    regression on ``load_digits`` (1,437 training rows, 360 test rows, 3 seeds) they give
+    89.9 % (89.7-90.0) against 87.4 % (86.9-87.8) for ``BernoulliRBM()``, in about the same fit
+    time (benchmarks/results/rbm_defaults.json).
     """
+
+    _auto_params = ("batch_size", "n_epochs")
 
     def __init__(self, n_components: int = 256, visible: str = "bernoulli", sigma: float = 1.0,
                  k: int = 1, persistent: bool = True, learning_rate: float = 0.1,
                  momentum: float = 0.0, weight_decay: float = 0.0, sparsity_target: float | None = None,
-                 sparsity_cost: float = 0.0, batch_size: int = 64, n_epochs: int = 10,
+                 sparsity_cost: float = 0.0, batch_size: int | str = "auto", n_epochs: int | str = "auto",
                  device: str = "auto", random_state=None, verbose: bool = False, monitor: bool = False,
                  visible_bias_init: str = "data", matmul_dtype: str = "float32"):
         self.n_components = n_components
@@ -211,6 +251,11 @@ class RBM(TorchTransformer):
 
     def _init_state(self, n_features, generator, x) -> None:
         K, D, dev = self.n_components, n_features, self.device_
+        self.batch_size_, self.n_epochs_ = auto_schedule(x.shape[0])
+        if self.batch_size != "auto":
+            self.batch_size_ = self.batch_size
+        if self.n_epochs != "auto":
+            self.n_epochs_ = self.n_epochs
         self.components_ = 0.01 * torch.randn(K, D, generator=generator, device=dev)
         self.intercept_hidden_ = torch.zeros(K, device=dev)
         # visible biases start at the data's statistics (Hinton's practical guide):
@@ -225,7 +270,7 @@ class RBM(TorchTransformer):
             self.intercept_visible_ = mean.clone()
         self._velocity = [torch.zeros_like(self.components_), torch.zeros_like(self.intercept_hidden_),
                           torch.zeros_like(self.intercept_visible_)]
-        bs = min(self.batch_size, x.shape[0])
+        bs = min(self.batch_size_, x.shape[0])
         # PCD chains start from hidden states of zero (as scikit-learn) -> first v_neg = E[v|0]
         self.persistent_chain_ = torch.zeros(bs, K, device=dev)
         self._build_modules()
