@@ -10,14 +10,17 @@ The planner (``visionnets plan --machines K --partitions K``, :func:`visionnets.
 predicts the same step from the model's FLOPs and a description of the machine, which is measured
 here, not assumed:
 
-- FLOP/s of one worker when K workers share this machine: K processes each run the whole
-  network's step at once, with no communication (``--threads`` each); the training FLOPs of a step
-  / their median step time. (On a 2-core VM two such processes run about 1.2-1.4x slower than
-  one alone; four share two cores. A cluster gives every worker its own machine.)
+- FLOP/s of a worker: the K workers compute their blocks of the step at once, sending nothing
+  (their neighbours' borders read as zeros; ``SilentComm``); 1/K of the step's training FLOPs
+  / the slowest worker's median time. This is the rate a worker achieves on its block with K
+  workers sharing this machine (smaller blocks run less efficiently; four workers share a
+  2-core VM's two cores), so the prediction tests the planner's model of the messages;
 - bandwidth: a gloo ping-pong of 4 MiB messages between two processes;
-- latency of a round: two processes compute a few milliseconds, then exchange a small message as
-  model parallelism does; the median time of the exchange. (On a 2-core VM this is about 1.5 ms,
-  against 0.1 ms for a ping-pong in a tight loop: a worker that blocks waits for a wake-up.)
+- latency of a round among K workers: K processes compute a few milliseconds, then exchange a
+  small message with their neighbours as model parallelism does; the slowest worker's median
+  time of the exchange. (On a 2-core VM two workers see 0.3-1.5 ms, against 0.1 ms for a
+  ping-pong in a tight loop: a worker that blocks waits for a wake-up; four workers on two
+  cores wait for a core.)
 
 Writes benchmarks/results/model_parallel.json (``--out NAME`` for another name).
 
@@ -80,17 +83,29 @@ def _train_worker(rank: int, k: int, port: int, a: dict, out: str) -> None:
         leave()
 
 
-def _solo_worker(rank: int, k: int, port: int, a: dict, out: str) -> None:
-    """The whole network's step, in K processes at once (no messages but a barrier per step)."""
+class SilentComm(Comm):
+    """A worker that computes its block and sends nothing (its neighbours' borders read as
+    zeros, sums as its own part): the compute of a step alone."""
+
+    def exchange(self, sends, recvs):
+        for _, t in recvs:
+            t.zero_()
+
+    def all_reduce(self, t):
+        return t.clone()
+
+
+def _block_worker(rank: int, k: int, port: int, a: dict, out: str) -> None:
+    """Worker ``rank``'s block of the step without its messages, in K processes at once."""
     join(rank, k, port, "gloo", threads=a["threads"])
     try:
         torch.manual_seed(0)
         shape = (1, a["size"], a["size"])
-        net = le2012(shape, 10, **a["model"])
+        net = PartitionedNet(le2012(shape, 10, **a["model"]), shape, SilentComm(rank, k))
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
         x, y = torch.randn(a["batch"], *shape), torch.randint(0, 10, (a["batch"],))
         times = []
-        for i in range(a["warmup"] + max(a["steps"] // 2, 3)):
+        for i in range(a["warmup"] + a["steps"]):
             dist.barrier()
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
@@ -106,50 +121,63 @@ def _solo_worker(rank: int, k: int, port: int, a: dict, out: str) -> None:
         leave()
 
 
-def _pingpong_worker(rank: int, port: int, sizes: list[int], reps: int, out: str) -> None:
+def _pingpong_worker(rank: int, port: int, size: int, reps: int, out: str) -> None:
+    """Bandwidth: 4 MiB messages back and forth between two processes."""
     join(rank, 2, port, "gloo", threads=1)
     try:
-        result = {}
-        peer = 1 - rank
-        for n in sizes:                                     # bandwidth: back-to-back messages
-            buf = torch.zeros(n // 4)
-            for _ in range(2):                              # warm the connection
-                (dist.send if rank == 0 else dist.recv)(buf, peer)
-                (dist.recv if rank == 0 else dist.send)(buf, peer)
-            dist.barrier()
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                (dist.send if rank == 0 else dist.recv)(buf, peer)
-                (dist.recv if rank == 0 else dist.send)(buf, peer)
-            result[str(n)] = (time.perf_counter() - t0) / (2 * reps)       # one way
-        # a round between computing workers: both compute a few ms (as between two layers), then
-        # exchange a small message the way model parallelism does (batch_isend_irecv)
-        a, t, r = torch.randn(256, 256), torch.zeros(256), torch.zeros(256)
+        peer, buf = 1 - rank, torch.zeros(size // 4)
+        for i in range(reps + 2):                           # two to warm the connection
+            if i == 2:
+                dist.barrier()
+                t0 = time.perf_counter()
+            (dist.send if rank == 0 else dist.recv)(buf, peer)
+            (dist.recv if rank == 0 else dist.send)(buf, peer)
+        if rank == 0:
+            Path(out).write_text(json.dumps((time.perf_counter() - t0) / (2 * reps)))
+    finally:
+        leave()
+
+
+def _round_worker(rank: int, k: int, port: int, reps: int, out: str) -> None:
+    """A round between computing workers: each computes a few milliseconds (as between two
+    layers), then exchanges a small message with its two ring neighbours as model parallelism
+    does (batch_isend_irecv); the median time of the exchange."""
+    join(rank, k, port, "gloo", threads=1)
+    try:
+        a = torch.randn(256, 256)
+        peers = sorted({(rank - 1) % k, (rank + 1) % k} - {rank})
+        send, got = torch.zeros(256), {w: torch.zeros(256) for w in peers}
         rounds = []
         for i in range(reps + 3):
             for _ in range(8):
                 a @ a
             t0 = time.perf_counter()
-            for q in dist.batch_isend_irecv([dist.P2POp(dist.isend, t, peer), dist.P2POp(dist.irecv, r, peer)]):
+            ops = [dist.P2POp(dist.isend, send, w) for w in peers] + [dist.P2POp(dist.irecv, got[w], w) for w in peers]
+            for q in dist.batch_isend_irecv(ops):
                 q.wait()
             if i >= 3:
                 rounds.append(time.perf_counter() - t0)
-        result["round"] = statistics.median(rounds)
+        every = [None] * k
+        dist.all_gather_object(every, statistics.median(rounds))
         if rank == 0:
-            Path(out).write_text(json.dumps(result))
+            Path(out).write_text(json.dumps(every))
     finally:
         leave()
 
 
-def network(tmp: Path) -> dict:
-    """Bandwidth of gloo messages between two processes on this machine, and the latency of a
-    round of messages between workers that compute in between."""
-    sizes = [2**22]
-    out = tmp / "pingpong.json"
-    spawn(_pingpong_worker, 2, (free_port(), sizes, 30, str(out)), "ping-pong")
-    times = json.loads(out.read_text())
-    bandwidth = sizes[0] / times[str(sizes[0])]
-    return {"latency": times["round"], "bandwidth": bandwidth, "one_way_seconds": times}
+def network(tmp: Path, partitions: list[int]) -> dict:
+    """Bandwidth of gloo messages between two processes on this machine, and for each K the
+    latency of a round of messages among K workers that compute in between (the slowest)."""
+    size, out = 2**22, tmp / "pingpong.json"
+    spawn(_pingpong_worker, 2, (free_port(), size, 20, str(out)), "ping-pong")
+    bandwidth = size / json.loads(out.read_text())
+    latency = {}
+    for k in partitions:
+        if k > 1:
+            out = tmp / f"round{k}.json"
+            spawn(_round_worker, k, (k, free_port(), 30, str(out)), f"rounds among {k}")
+            latency[k] = max(json.loads(out.read_text()))
+    return {"bandwidth": bandwidth, "latency": latency}
 
 
 def main() -> None:
@@ -173,17 +201,17 @@ def main() -> None:
     overrides = [f"model={json.dumps({'name': 'le2012', **model_args(a)})}", f"train.batch_size={a.batch}"]
     report = plan("le2012", overrides, input_shape=(1, a.size, a.size), num_outputs=10)
     with tempfile.TemporaryDirectory() as tmp:
-        net = network(Path(tmp))
+        net = network(Path(tmp), a.partitions)
         runs, solo = {}, {}
         for k in a.partitions:
-            out = Path(tmp) / f"solo{k}.json"
-            spawn(_solo_worker, k, (k, free_port(), cfg, str(out)), f"{k} solo workers")
+            out = Path(tmp) / f"block{k}.json"
+            spawn(_block_worker, k, (k, free_port(), cfg, str(out)), f"{k} silent workers")
             solo[k] = json.loads(out.read_text())
             out = Path(tmp) / f"k{k}.json"
             spawn(_train_worker, k, (k, free_port(), cfg, str(out)), f"model parallel K={k}")
             runs[k] = json.loads(out.read_text())
     flops_step = report["training_flops_per_example"] * a.batch
-    rates = {k: flops_step / statistics.median(t for times in solo[k] for t in times) for k in a.partitions}
+    rates = {k: flops_step / k / max(statistics.median(times) for times in solo[k]) for k in a.partitions}
     step1 = statistics.median(runs[a.partitions[0]]["workers"][0]["times"])
     rows = []
     for k in a.partitions:
@@ -191,21 +219,23 @@ def main() -> None:
         step = statistics.median(statistics.median(r["times"]) for r in w)
         sent = max(statistics.median(r["sent"]) for r in w)
         cap = capacity(report, machines=k, partitions=k, flops=rates[k], bandwidth=net["bandwidth"],
-                       latency=net["latency"], batch=a.batch, memory_gb=1e6)
+                       latency=net["latency"].get(k, 0.0), batch=a.batch, memory_gb=1e6)
         rows.append({"K": k, "grid": "x".join(map(str, cap["grid"])), "step_s": step,
                      "predicted_s": cap["seconds_per_step"], "ratio": step / cap["seconds_per_step"],
-                     "speedup": step1 / step, "flops_per_worker": rates[k], "bytes_sent": sent, "predicted_bytes": cap["halo_bytes_per_step"],
+                     "speedup": step1 / step, "flops_per_worker": rates[k],
+                     "round_latency_s": net["latency"].get(k, 0.0), "bytes_sent": sent, "predicted_bytes": cap["halo_bytes_per_step"],
                      "messages": cap["messages_per_step"], "rounds": cap["rounds_per_step"], "compute_s": cap["compute_seconds_per_step"],
                      "network_s": cap["network_seconds_per_step"], "max_share": max(runs[k]["shares"])})
     print(f"le2012 {a.size}x{a.size}, {a.stages} stages, {a.kernel}x{a.kernel} filters, {a.maps} maps: "
           f"{report['parameters']:,} parameters, {report['training_flops_per_example'] * a.batch / 1e9:.2f} GFLOP "
           f"per step of {a.batch}; one worker alone {rates[a.partitions[0]] / 1e9:.1f} GFLOP/s, a round of "
-          f"messages {net['latency'] * 1e6:.0f} us, bandwidth {net['bandwidth'] / 1e9:.2f} GB/s; {cores} cores")
+          f"messages {', '.join(f'{v * 1e6:.0f} us (K={k})' for k, v in net['latency'].items())}, bandwidth {net['bandwidth'] / 1e9:.2f} GB/s; {cores} cores")
     print(table(rows, ["K", "grid", "step_s", "predicted_s", "ratio", "speedup", "flops_per_worker", "bytes_sent",
                        "predicted_bytes", "rounds", "max_share"]))
     path = write_json(a.out, {"config": vars(a), "parameters": report["parameters"],
                               "training_flops_per_step": report["training_flops_per_example"] * a.batch,
-                              "network": net, "rows": rows, "solo_seconds": {str(k): v for k, v in solo.items()},
+                              "network": {"bandwidth": net["bandwidth"],
+                                          "latency": {str(k): v for k, v in net["latency"].items()}}, "rows": rows, "block_seconds": {str(k): v for k, v in solo.items()},
                               "runs": {str(k): v for k, v in runs.items()}})
     print(f"wrote {path}")
 

@@ -72,3 +72,23 @@ def test_follows_the_scikit_learn_contract():
     check_estimator(AdaBoostMH(n_rounds=5, device="cpu"))
     check_estimator(AdaBoostMH())
     check_estimator(AdaBoostMH(random_state=0))
+
+
+def test_predictions_are_evaluated_in_chunks_of_rounds(monkeypatch):
+    """predict and staged_predict walk the rounds in chunks (memory n x chunk, not n x rounds):
+    any chunk size gives the same scores, and the last stage is the decision function."""
+    from visionnets.baselines import adaboost
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(80, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    est = AdaBoostMH(n_rounds=11, product_size=2, device="cpu").fit(X, y)
+    whole = est.decision_function(X)
+    stages = [f.copy() for f in est.staged_decision_function(X)]
+    monkeypatch.setattr(adaboost, "ROUNDS_PER_CHUNK", 3)
+    np.testing.assert_allclose(est.decision_function(X), whole, rtol=0, atol=1e-12)
+    chunked = list(est.staged_decision_function(X))
+    assert len(chunked) == len(stages) == len(est.alphas_)
+    for a, b in zip(chunked, stages):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(chunked[-1], whole, rtol=0, atol=1e-12)

@@ -13,6 +13,7 @@ columns), clipped to the map; what lies beyond the map is the layer's padding.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,13 +134,15 @@ DIRECT_SUM_WORKERS = 8      # up to this many workers, a sum is K - 1 direct mes
 
 def sum_bytes(nbytes: int, k: int) -> int:
     """Bytes one worker sends to sum an ``nbytes`` tensor over K workers: to each other worker
-    directly (K <= ``DIRECT_SUM_WORKERS``), else a ring all-reduce (2 (K-1)/K of it)."""
+    directly (K <= ``DIRECT_SUM_WORKERS``), else an all-reduce by recursive halving and doubling
+    (2 (K-1)/K of it, in 2 log2 K rounds)."""
     return (k - 1) * nbytes if k <= DIRECT_SUM_WORKERS else 2 * nbytes * (k - 1) // k
 
 
 def sum_messages(k: int) -> tuple[int, int]:
     """(messages, rounds) of one worker summing a tensor over K workers (see :func:`sum_bytes`)."""
-    return (k - 1, 1) if k <= DIRECT_SUM_WORKERS else (2 * (k - 1), 2 * (k - 1))
+    rounds = 2 * math.ceil(math.log2(k))
+    return (k - 1, 1) if k <= DIRECT_SUM_WORKERS else (rounds, rounds)
 
 
 def border_traffic(layers: list[tuple[int, tuple[int, int], tuple[int, int], tuple]], k: int) -> list[dict[str, int]]:

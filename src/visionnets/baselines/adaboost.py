@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from visionnets.device import resolve_device
 
+ROUNDS_PER_CHUNK = 256   # rounds evaluated at once by predict and staged_predict
 CHUNK = 2**21          # (example, feature) entries per histogram pass: bounds the memory to ~CHUNK x K x 8 bytes
 
 
@@ -161,14 +162,29 @@ class AdaBoostMH(ClassifierMixin, BaseEstimator):
         self.votes_ = np.stack(votes) if votes else np.zeros((0, k))
         return self
 
-    def _phis(self, X) -> np.ndarray:
+    def _phis(self, X, rounds: slice) -> np.ndarray:
+        """The base learners of ``rounds`` on X: (n, rounds) of +-1."""
+        return np.where(X[:, self.features_[rounds]] >= self.thresholds_[rounds][None], 1.0, -1.0).prod(2)
+
+    def _chunks(self, X):
+        """X checked, and (phis (n, c), weighted votes (c, K)) for consecutive chunks of the rounds:
+        memory stays about n x ``ROUNDS_PER_CHUNK`` whatever the number of rounds."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return np.where(X[:, self.features_] >= self.thresholds_[None], 1.0, -1.0).prod(2)     # (n, T)
+        return X, self._chunk_iter(X)
+
+    def _chunk_iter(self, X):
+        w = self.alphas_[:, None] * self.votes_
+        for start in range(0, len(self.alphas_), ROUNDS_PER_CHUNK):
+            rounds = slice(start, start + ROUNDS_PER_CHUNK)
+            yield self._phis(X, rounds), w[rounds]
 
     def _scores(self, X) -> np.ndarray:
-        phis = self._phis(X)
-        return phis @ (self.alphas_[:, None] * self.votes_)
+        X, chunks = self._chunks(X)
+        f = np.zeros((len(X), len(self.classes_)))
+        for phis, w in chunks:
+            f += phis @ w
+        return f
 
     def decision_function(self, X) -> np.ndarray:
         """f(x) (n, K): the weighted votes of every stump (two classes: f_1 - f_0, (n,), as scikit-learn)."""
@@ -177,9 +193,12 @@ class AdaBoostMH(ClassifierMixin, BaseEstimator):
 
     def staged_decision_function(self, X):
         """f(x) after each round (an error-vs-rounds curve in one pass)."""
-        phis = self._phis(X)
-        contrib = phis[:, :, None] * (self.alphas_[:, None] * self.votes_)[None]   # (n, T, K)
-        yield from np.cumsum(contrib, axis=1).transpose(1, 0, 2)
+        X, chunks = self._chunks(X)
+        f = np.zeros((len(X), len(self.classes_)))
+        for phis, w in chunks:
+            for j in range(phis.shape[1]):
+                f = f + phis[:, j, None] * w[j]
+                yield f
 
     def predict(self, X) -> np.ndarray:
         f = self._scores(X)

@@ -87,7 +87,7 @@ class Comm:
         """The sum of every worker's ``t``, the same bits on every worker. Up to
         ``DIRECT_SUM_WORKERS`` workers, each sends its tensor to every other and adds them in rank
         order (gloo's all_reduce of a few numbers takes about 2 ms on a 2-core VM, a message 0.1 ms);
-        beyond, a ring all-reduce (``torch.distributed.all_reduce``)."""
+        beyond, ``torch.distributed.all_reduce`` (counted as halving-doubling: ``partition.sum_bytes``)."""
         t = t.contiguous()
         if self.k == 1:
             return t.clone()
