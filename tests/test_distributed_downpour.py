@@ -174,3 +174,21 @@ def test_more_replicas_than_ray_cpus_is_a_config_error(ray_session, tmp_path):
 
     with pytest.raises(ConfigError, match="3 replicas need one Ray CPU each; the Ray cluster has 2"):
         api.train("digits_convnet", TINY, executor="downpour", out=tmp_path / "run", replicas=3, progress=False)
+
+
+@pytest.mark.parametrize("address, message", [
+    ("127.0.0.1:{port}", "nothing answers there"),
+    ("localhost", "expected HOST:PORT of a Ray head node"),
+])
+def test_an_address_that_does_not_answer_is_a_quick_one_line_error(address, message, tmp_path, capsys):
+    """Ray retries an unanswered --address for minutes; visionnets checks it first (a TCP connect
+    of at most 5 s): exit 2, one line, no run directory, no Ray started."""
+    from visionnets import cli
+    from visionnets.distributed.procs import free_port
+
+    out = tmp_path / "run"
+    code = cli.main(["train", "digits_convnet", "--executor", "downpour", "--out", str(out), "--no-progress",
+                     "--address", address.format(port=free_port())])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()                 # checked before Ray is asked: no run directory, no wait

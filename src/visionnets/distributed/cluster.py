@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 
 from visionnets.errors import ConfigError, require
@@ -45,12 +46,30 @@ def import_ray(local: bool = True):
     return ray
 
 
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """A ConfigError unless something listens at ``address`` (``HOST:PORT`` of a Ray head node;
+    ``auto`` and ``ray://...`` are left to Ray). Ray itself retries an address that does not
+    answer for minutes; this answers in at most ``timeout`` seconds."""
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT of a Ray head node (e.g. 127.0.0.1:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: nothing answers there ({exc.strerror or exc}); start a head node "
+                          f"with `ray start --head --node-ip-address {host} --port {port}`") from None
+
+
 def start_ray(address: str | None = None, num_cpus: int | None = None):
     """Connect to ``address``, or start a local Ray on loopback; returns (ray, started_here).
 
     If Ray is already initialized in this process it is used as it is (``started_here`` is
     False and the caller must not shut it down).
     """
+    if address is not None:
+        check_address(address)
     ray = import_ray(local=address is None)
     if ray.is_initialized():
         return ray, False
