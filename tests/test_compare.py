@@ -246,3 +246,13 @@ def test_compare_runs_again_in_the_same_place_and_shrinks_nets_and_baselines_ali
     assert resumed.source == f"resumed by compare: {tmp_path / 'runs' / 'digits_convnet-2'}"
     assert RunDir(tmp_path / "runs" / "digits_convnet-2").finished()
     assert compare("digits", **common)[1].source.startswith("reused by compare")
+
+
+def test_the_pretrained_convnet_fills_its_row_beside_its_random_init_twin():
+    from visionnets.baselines.compare import TUTORIAL_NETS, default_nets
+
+    assert TUTORIAL_NETS["mnist_convnet_pretrained"] == "Conv. Net (pre-trained)"
+    assert "mnist_convnet" not in TUTORIAL_NETS                     # never pretrained: not that row
+    nets = default_nets("mnist")
+    assert nets.index("mnist_convnet") > nets.index("mnist_convnet_pretrained")
+    assert default_nets("digits") == []

@@ -54,8 +54,10 @@ TUTORIAL_NETS = {
     "mnist_logistic": "Linear Classifier",
     "mnist_mlp800": "2 layer nnet 800 hiddens",
     "mnist_mlp4_pretrained": "4 layer nnet (pre-trained)",   # benchmarks/mnist_pretrain.py
-    "mnist_convnet": "Conv. Net (pre-trained)",
+    "mnist_convnet_pretrained": "Conv. Net (pre-trained)",   # stage-wise pretrained, then fine-tuned
 }
+# trained beside the rows they stand against: the same nets from a random initialization
+TWINS = {"mnist_convnet": "mnist_convnet_pretrained"}
 DATASETS = ("mnist", "digits")
 
 
@@ -276,7 +278,8 @@ def default_nets(dataset: str) -> list[str]:
     from visionnets.recipes import bundled_recipes
 
     have = bundled_recipes()
-    return [name for name in TUTORIAL_NETS if name in have]
+    names = [name for name in TUTORIAL_NETS if name in have]
+    return names + [twin for twin, of in TWINS.items() if of in names and twin in have]
 
 
 # ---------------------------------------------------------------- the comparison
