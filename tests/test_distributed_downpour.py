@@ -192,3 +192,25 @@ def test_an_address_that_does_not_answer_is_a_quick_one_line_error(address, mess
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not out.exists()                 # checked before Ray is asked: no run directory, no wait
+
+
+def test_one_replica_of_two_partitions_is_plain_sgd(ray_session, tmp_path):
+    """DistBelief's whole scheme at its smallest: one replica split into 2 model-parallel workers
+    (Ray actors in one torch.distributed group), each fetching and pushing only its own
+    parameters on its own shard, every step: plain SGD, step for step."""
+    from test_model_parallel import LOCAL
+
+    recipe = LOCAL + ["train.optimizer.momentum=0.9", "train.optimizer.nesterov=false"]
+    plain = api.train("digits_convnet", recipe, out=tmp_path / "plain", progress=False, figures=False)
+    down = api.train("digits_convnet", recipe, executor="downpour", out=tmp_path / "down", replicas=1,
+                     partitions=2, n_fetch=1, n_push=1, progress=False, figures=False)
+    a, _ = _weights(plain.run_dir)
+    b, state = _weights(down.run_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-5, msg=k)
+    for ra, rb in zip(plain.history, down.history):
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], abs=1e-5)
+    assert down.history[-1]["test_error"] == plain.history[-1]["test_error"]
+    options = json.loads((down.run_dir / "executor.json").read_text())["options"]
+    assert options["partitions"] == 2 and options["ps_shards"] == 2

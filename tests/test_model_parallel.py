@@ -149,7 +149,7 @@ def test_model_parallel_training_equals_local_and_checkpoints_are_whole(tmp_path
     (["--partitions", "64"], "too small for 8 x 8 blocks"),
     (["--partitions", "2", "--set", "model.stages=[{channels: 4, norm: batch}]"], "normalizes over the whole map"),
     (["--partitions", "0"], "--partitions: expected an integer >= 1"),
-    (["--executor", "ddp", "--partitions", "2"], "--partitions applies to --executor model_parallel, not ddp"),
+    (["--executor", "ddp", "--partitions", "2"], "--partitions applies to --executor model_parallel or downpour, not ddp"),
 ])
 def test_cli_bad_partitions_are_one_line_errors(args, message, tmp_path, capsys):
     from visionnets import cli

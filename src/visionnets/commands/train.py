@@ -45,13 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="downpour: join this Ray cluster (default: a local Ray listening on 127.0.0.1 only)")
     g.add_argument("--workers", type=int, metavar="W", help="ddp: worker processes (default 2)")
     g.add_argument("--partitions", type=int, metavar="K",
-                   help="model_parallel: split every feature map into K blocks, one process each (default 2)")
+                   help="model_parallel: split every feature map into K blocks, one process each (default 2); "
+                        "downpour: split each replica so (default 1; --ps-shards a multiple of K)")
 
 
 # the options of each executor: given to another, they are an error
 _DISTRIBUTED = {"replicas": "downpour", "ps_shards": "downpour", "n_fetch": "downpour", "n_push": "downpour",
                 "ps_optimizer": "downpour", "address": "downpour", "workers": "ddp",
-                "partitions": "model_parallel"}
+                "partitions": ("model_parallel", "downpour")}
 
 
 def user_data(spec: str) -> list[str]:
@@ -102,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, key, None)
         if value is None:
             continue
-        if executor is not None and owner != executor:
-            raise ConfigError(f"train: --{key.replace('_', '-')} applies to --executor {owner}, "
+        owners = owner if isinstance(owner, tuple) else (owner,)
+        if executor is not None and executor not in owners:
+            raise ConfigError(f"train: --{key.replace('_', '-')} applies to --executor {' or '.join(owners)}, "
                               f"not {executor}")
         opts[key] = value
     result = api.train(args.recipe, overrides, data_dir=args.data_dir, out=args.out, resume=args.resume,

@@ -58,6 +58,33 @@ log = logging.getLogger(__name__)
 CHUNKS_PER_EPOCH = 8   # work is handed to each replica in about this many chunks per local epoch
 
 
+def _first(*answers):
+    """Worker 0's answer, once every worker of a split replica has answered (a Ray task)."""
+    return answers[0]
+
+
+class _Fanout:
+    def __init__(self, actors: list, method: str, combine):
+        self.actors, self.method, self.combine = actors, method, combine
+
+    def remote(self, *args):
+        return self.combine.remote(*[getattr(a, self.method).remote(*args) for a in self.actors])
+
+
+class ReplicaGroup:
+    """The K actors of one model-parallel replica, driven like one replica: ``run``, ``ping``
+    and ``set_shards`` go to all K, and one reference answers (worker 0's report, once all have
+    finished; an error if any failed)."""
+
+    def __init__(self, actors: list, combine):
+        self.actors = actors
+        self.run, self.ping, self.set_shards = (_Fanout(actors, m, combine) for m in ("run", "ping", "set_shards"))
+
+
+def _actors(handle) -> list:
+    return getattr(handle, "actors", [handle])
+
+
 def check_options(replicas: int, ps_shards: int, n_fetch: int, n_push: int, ps_optimizer: str,
                   checkpoint_every: int) -> None:
     for name, value in (("replicas", replicas), ("ps_shards", ps_shards), ("n_fetch", n_fetch),
@@ -76,8 +103,13 @@ class Downpour:
     def __init__(self, setup: Setup, *, replicas: int = 2, ps_shards: int = 1, n_fetch: int = 1, n_push: int = 1,
                  ps_optimizer: str = "recipe", checkpoint_every: int = 200, address: str | None = None,
                  num_cpus: int | None = None, replica_threads: int = 1, progress: bool = True,
-                 callbacks: tuple[Callable, ...] = ()):
+                 callbacks: tuple[Callable, ...] = (), partitions: int = 1):
         check_options(replicas, ps_shards, n_fetch, n_push, ps_optimizer, checkpoint_every)
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ConfigError(f"--partitions: expected an integer >= 1, got {partitions!r}")
+        if ps_shards % partitions:
+            raise ConfigError(f"--ps-shards {ps_shards}: each of the {partitions} partitions of a replica keeps its "
+                              f"own shards; give a multiple of --partitions")
         rec, dataset = setup.recipe, setup.dataset
         self.setup, self.rec, self.dataset, self.run_dir = setup, rec, dataset, setup.run_dir
         self.R, self.S, self.n_fetch, self.n_push = replicas, ps_shards, n_fetch, n_push
@@ -91,7 +123,12 @@ class Downpour:
                               f"replica that a parameter server does not hold; use norm: none or lcn, "
                               f"or --executor ddp")
         self.params = list(self.model.parameters())
-        self.layout = ShardLayout.plan([p.numel() for p in self.params], ps_shards)
+        self.K = partitions
+        if partitions == 1:
+            self.layout = ShardLayout.plan([p.numel() for p in self.params], ps_shards)
+            self.layouts, self.shard_ids = [self.layout], [list(range(ps_shards))]
+        else:
+            self._plan_partitions(setup, ps_shards)
         # the plan: slot r owns steps 0 .. total[r] - 1 of its own data
         n, t = len(dataset.train), rec.train
         self.slot_n = [len(slot_indices(n, r, replicas)) for r in range(replicas)]
@@ -117,6 +154,51 @@ class Downpour:
     def history(self) -> list[dict[str, Any]]:
         return self.record.history
 
+    def _plan_partitions(self, setup: Setup, ps_shards: int) -> None:
+        """Model-parallel replicas: each of the K partitions keeps its own parameters (its blocks'
+        filters and classifier columns; partition 0 the replicated ones too) on its own S / K shards."""
+        from visionnets.distributed.model_parallel import Comm, PartitionedNet
+
+        if self.rec.train.grad_clip is not None:
+            raise ConfigError("train.grad_clip: a norm over the whole model is not computed across the partitions "
+                              "of a replica; unset it, or use --partitions 1")
+        k, per = self.K, ps_shards // self.K
+        self.nets = [PartitionedNet(self.model, setup.dataset.input_shape, Comm(w, k)) for w in range(k)]
+        self.owned = [[(name, tuple(p.shape)) for name, p in net.owned()] for net in self.nets]
+        self.layouts = [ShardLayout.plan([math.prod(shape) for _, shape in own], per) for own in self.owned]
+        self.shard_ids = [list(range(w * per, (w + 1) * per)) for w in range(k)]
+        self.layout = None
+
+    def _shard_parts(self) -> list[torch.Tensor]:
+        """The shards' initial vectors, from the model's weights."""
+        if self.K == 1:
+            return self.layout.split(torch.nn.utils.parameters_to_vector(self.params).detach())
+        whole = {n: p.detach() for n, p in self.model.named_parameters()}
+        parts = []
+        for net, own, layout in zip(self.nets, self.owned, self.layouts):
+            vec = torch.cat([net.local_part(name, whole[name]).reshape(-1) for name, _ in own])
+            parts += layout.split(vec.contiguous())
+        return parts
+
+    def _load_theta(self) -> None:
+        """The parameter server's theta into the driver's model (for evaluation and checkpoints)."""
+        answers = [t for _, t in self._from_shards("fetch")]
+        with torch.no_grad():
+            if self.K == 1:
+                torch.nn.utils.vector_to_parameters(self.layout.join(answers), self.params)
+                return
+            parts = {}
+            for w, (own, layout, ids) in enumerate(zip(self.owned, self.layouts, self.shard_ids)):
+                flat, at, mine = layout.join([answers[i] for i in ids]), 0, {}
+                for name, shape in own:
+                    n = math.prod(shape)
+                    mine[name] = flat[at:at + n].view(shape)
+                    at += n
+                parts[w] = mine
+            whole = self.nets[0].assemble(parts)
+            for name, p in self.model.named_parameters():
+                p.copy_(whole[name])
+
     # ---------------------------------------------------------------- accounting
     def examples_done(self, slot: int, steps: int) -> int:
         """Examples in the first ``steps`` steps of ``slot``."""
@@ -126,7 +208,7 @@ class Downpour:
 
     def options(self) -> dict[str, Any]:
         return {"replicas": self.R, "ps_shards": self.S, "n_fetch": self.n_fetch, "n_push": self.n_push,
-                "ps_optimizer": self.ps_optimizer, "checkpoint_every": self.checkpoint_every}
+                "ps_optimizer": self.ps_optimizer, "checkpoint_every": self.checkpoint_every, "partitions": self.K}
 
     def _log(self, kind: str, **info) -> None:
         """A fault and what was done about it: to ``RUN_DIR/events.jsonl`` and the log."""
@@ -140,9 +222,13 @@ class Downpour:
             log.warning(message)
 
     # ---------------------------------------------------------------- actors
+    def _shard_size(self, k: int) -> int:
+        w = next(w for w, ids in enumerate(self.shard_ids) if k in ids)
+        return self.layouts[w].sizes()[self.shard_ids[w].index(k)]
+
     def _new_shard(self, k: int, theta: torch.Tensor | None, restore: bool):
         t = self.rec.train
-        return self._Shard.remote(k, theta if theta is not None else torch.zeros(self.layout.sizes()[k]),
+        return self._Shard.remote(k, theta if theta is not None else torch.zeros(self._shard_size(k)),
                                   t.optimizer.model_dump(), kind=self.ps_optimizer,
                                   schedule=t.schedule.model_dump(), steps_per_epoch=sum(self.nb),
                                   epochs=t.epochs, checkpoint=str(self.run_dir.ps_dir / f"shard-{k}.safetensors"),
@@ -152,8 +238,15 @@ class Downpour:
         ds = self.dataset
         about = {"input_shape": ds.input_shape, "num_classes": ds.num_classes, "tasks": ds.tasks,
                  "modalities": ds.modalities}
-        return self._Replica.remote(r, self.rec.to_dict(), self._train_ref, about, self.R, self.layout.to_dict(),
-                                    self.shards, self.n_fetch, self.n_push, self.threads)
+        if self.K == 1:
+            return self._Replica.remote(r, self.rec.to_dict(), self._train_ref, about, self.R, self.layout.to_dict(),
+                                        self.shards, self.n_fetch, self.n_push, self.threads)
+        actors = [self._Replica.remote(r, self.rec.to_dict(), self._train_ref, about, self.R, self.layouts[w].to_dict(),
+                                       self.shards, self.n_fetch, self.n_push, self.threads, (w, self.K),
+                                       self.shard_ids[w]) for w in range(self.K)]
+        address, port = self.ray.get(actors[0].rendezvous.remote())
+        self.ray.get([a.join.remote(address, port) for a in actors])       # the K workers form one group
+        return ReplicaGroup(actors, self._combine)
 
     def _alive(self, handle) -> bool:
         try:
@@ -201,6 +294,8 @@ class Downpour:
         restored = self._restore_dead_shards()
         replaced = not self._alive(self.replicas[slot])
         if replaced:
+            for actor in _actors(self.replicas[slot]):       # a split replica is replaced whole
+                self.ray.kill(actor)
             self.replicas[slot] = self._new_replica(slot)
             self.counters["replica_failures"] += 1
             self._log("replica_replaced", slot=slot)
@@ -220,9 +315,6 @@ class Downpour:
         self.position[slot] = applied
 
     # ---------------------------------------------------------------- epochs
-    def _theta(self) -> torch.Tensor:
-        return self.layout.join([t for _, t in self._from_shards("fetch")])
-
     def _split_means(self, split: str) -> dict[str, float | None]:
         return tally_split(self.model, self.objective, self.dataset.split(split), self.rec.train.eval_batch_size).means()
 
@@ -230,8 +322,7 @@ class Downpour:
         self.epoch += 1
         saved = self._from_shards("checkpoint")
         stats = self._from_shards("take_stats")
-        with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(self._theta(), self.params)
+        self._load_theta()
         hist = Counter()
         for st in stats:
             hist.update({int(k): v for k, v in st["staleness"].items()})
@@ -261,19 +352,22 @@ class Downpour:
         self.ray, self._started = start_ray(self.address, local_cpus)
         ray = self.ray
         cpus = ray.cluster_resources().get("CPU", 0)
-        if cpus < self.R:
+        if cpus < self.R * self.K:
             if self._started:
                 ray.shutdown()
-            raise ConfigError(f"downpour: {self.R} replicas need one Ray CPU each; the Ray cluster has {cpus:g} "
+            what = f"{self.R} replicas" + (f" of {self.K} partitions" if self.K > 1 else "")
+            raise ConfigError(f"downpour: {what} need one Ray CPU each; the Ray cluster has {cpus:g} "
                               f"(start it with more, or use fewer --replicas)")
         self.wall0 = time.perf_counter()
         if self.setup.resume:
             self._resume_state()
-        self.run_dir.write_executor("downpour", self.options(), layout_sizes=self.layout.sizes())
+        self.run_dir.write_executor("downpour", self.options(),
+                                    layout_sizes=[self._shard_size(k) for k in range(self.S)])
         self._Shard = ray.remote(num_cpus=0)(ParameterShard)
         self._Replica = ray.remote(num_cpus=1)(Replica)
+        self._combine = ray.remote(num_cpus=0)(_first)
         try:
-            parts = self.layout.split(torch.nn.utils.parameters_to_vector(self.params).detach())
+            parts = self._shard_parts()
             self.shards = [self._new_shard(k, None if self.setup.resume else parts[k], restore=self.setup.resume)
                            for k in range(self.S)]
             if self.setup.resume:
@@ -283,7 +377,7 @@ class Downpour:
             self.replicas = [self._new_replica(r) for r in range(self.R)]
             self._loop()
         finally:
-            for h in getattr(self, "replicas", []) + getattr(self, "shards", []):
+            for h in [a for r in getattr(self, "replicas", []) for a in _actors(r)] + getattr(self, "shards", []):
                 ray.kill(h)
             if self._started:
                 ray.shutdown()
@@ -387,15 +481,18 @@ class Downpour:
 
 @EXECUTORS.register("downpour")
 def fit_downpour(setup: Setup, *, progress: bool = True, callbacks: tuple = (), replicas: int = 2,
-                 ps_shards: int = 1, n_fetch: int = 1, n_push: int = 1, ps_optimizer: str = "recipe",
+                 ps_shards: int | None = None, n_fetch: int = 1, n_push: int = 1, ps_optimizer: str = "recipe",
                  checkpoint_every: int = 200, address: str | None = None, num_cpus: int | None = None,
-                 replica_threads: int = 1) -> tuple[dict, list]:
+                 replica_threads: int = 1, partitions: int = 1) -> tuple[dict, list]:
     """The ``downpour`` executor: R ``replicas`` against ``ps_shards`` S parameter-server shards;
     fetch every ``n_fetch`` and push every ``n_push`` steps; the shards' optimizer (``recipe`` or
     ``adagrad``); a shard checkpoint every ``checkpoint_every`` updates; a Ray cluster at
     ``address`` (default: a local Ray on loopback with ``num_cpus``, default max(cores, R));
-    ``replica_threads`` torch threads per replica."""
-    driver = Downpour(setup, replicas=replicas, ps_shards=ps_shards, n_fetch=n_fetch, n_push=n_push,
+    ``replica_threads`` torch threads per replica (per worker); each replica split into
+    ``partitions`` K model-parallel workers (Ray actors forming one torch.distributed group), each
+    fetching and pushing only its own parameters on its own S / K shards (``ps_shards``: default K)."""
+    driver = Downpour(setup, replicas=replicas, ps_shards=ps_shards or partitions, n_fetch=n_fetch, n_push=n_push,
                       ps_optimizer=ps_optimizer, checkpoint_every=checkpoint_every, address=address,
-                      num_cpus=num_cpus, replica_threads=replica_threads, progress=progress, callbacks=callbacks)
+                      num_cpus=num_cpus, replica_threads=replica_threads, progress=progress, callbacks=callbacks,
+                      partitions=partitions)
     return driver.fit(), driver.history

@@ -463,16 +463,30 @@ class PartitionedNet(nn.Module):
         mine = {key: t.detach().cpu() for key, t in local.items()}
         every: list[Any] = [None] * self.comm.k
         dist.all_gather_object(every, (self.comm.rank, mine), group=self.comm.group)
-        parts = dict(every)
+        return self.assemble(dict(every))
+
+    def assemble(self, parts: dict[int, dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Whole tensors from every worker's parts (``parts[rank]``: name or ``name|key`` -> that
+        worker's part; a replicated tensor, or one of another shape, is taken from rank 0).
+        Pure: any worker's PartitionedNet knows every worker's blocks."""
         full: dict[str, Tensor] = {}
-        for key, t in mine.items():
+        for key, t in parts[0].items():
             name = key.split("|", 1)[0]
             kind, p = self.layout[name]
             if kind == "replicated" or t.shape != p.shape:
-                full[key] = parts[0][key].clone()
+                full[key] = t.clone()
             else:
                 full[key] = self._assemble(kind, name, {rank: state[key] for rank, state in parts.items()})
         return full
+
+    def owned(self) -> list[tuple[str, nn.Parameter]]:
+        """The parameters this worker keeps on a parameter server, in order: its split ones and,
+        on worker 0, the replicated ones too (the other workers receive those from worker 0)."""
+        return [(n, p) for n, (kind, p) in self.layout.items() if kind != "replicated" or self.comm.rank == 0]
+
+    def replicated(self) -> list[nn.Parameter]:
+        """The parameters every worker holds whole (tied filters, the classifier after the sum)."""
+        return [p for kind, p in self.layout.values() if kind == "replicated"]
 
     def _assemble(self, kind: str, name: str, parts: dict[int, Tensor]) -> Tensor:
         k = self.comm.k

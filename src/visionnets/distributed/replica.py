@@ -21,6 +21,7 @@ chunks of steps ``[first, last)``; the step's random numbers (augmentation, drop
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
@@ -66,11 +67,17 @@ class Replica:
     """One model replica; wrapped in ``ray.remote`` by the driver (plain Python in-process)."""
 
     def __init__(self, slot: int, recipe: dict, train: dict[str, np.ndarray], about: dict,
-                 replicas: int, layout: dict, shards: list, n_fetch: int, n_push: int, threads: int = 1):
+                 replicas: int, layout: dict, shards: list, n_fetch: int, n_push: int, threads: int = 1,
+                 partition: tuple[int, int] = (0, 1), shard_ids: list[int] | None = None):
         """``train``: the training split's fields as arrays; ``about``: what the model and the
-        objective are told of the dataset (input_shape, num_classes, tasks, modalities)."""
+        objective are told of the dataset (input_shape, num_classes, tasks, modalities).
+        ``partition`` (w, K): this actor is worker w of a replica split into K spatial blocks
+        (:mod:`~visionnets.distributed.model_parallel`); it fetches and pushes only the shards
+        ``shard_ids`` (its own parameters, ``layout``), and the K workers must :meth:`join`
+        before the first step."""
         torch.set_num_threads(max(1, threads))
         self.slot, self.rec = slot, Recipe.model_validate(recipe)
+        self.partition, self.shard_ids = tuple(partition), shard_ids
         idx = slot_indices(len(train["x"]), slot, replicas)
         mine = {k: torch.from_numpy(np.ascontiguousarray(v[idx])) for k, v in train.items()}
         split = Split(mine.pop("x"), mine.pop("y"), mine)
@@ -78,24 +85,56 @@ class Replica:
         self.loader = TensorLoader(split, t.batch_size, shuffle=True, seed=replica_data_seed(self.rec.seed, slot),
                                    labeled_per_batch=t.labeled_per_batch)
         self.nb = steps_per_epoch(len(split), t.batch_size, replicas, t.max_steps_per_epoch)
-        dataset = Dataset("replica", split, None, split, tuple(about["input_shape"]), about["num_classes"],
-                          tasks=about["tasks"], modalities=about["modalities"])
-        self.model = build_model_for(self.rec, dataset)
-        self.model.train()
-        self.step_module = for_training(self.model, t.compile)
-        self.params = list(self.model.parameters())
-        self.objective = objective_for(self.rec, dataset)
+        self.dataset = Dataset("replica", split, None, split, tuple(about["input_shape"]), about["num_classes"],
+                               tasks=about["tasks"], modalities=about["modalities"])
+        self.objective = objective_for(self.rec, self.dataset)
         self.augment = build_augment(self.rec.data.augment)
         self.layout = ShardLayout(layout["total"], tuple(tuple(tuple(r) for r in p) for p in layout["pieces"]))
         self.n_fetch, self.n_push, self.grad_clip = n_fetch, n_push, t.grad_clip
+        self.shared: list[nn.Parameter] = []
         self.set_shards(shards)
+        if self.partition[1] == 1:
+            self._build(build_model_for(self.rec, self.dataset))
+
+    def _build(self, model: nn.Module) -> None:
+        self.model = model
+        self.model.train()
+        self.step_module = for_training(self.model, self.rec.train.compile)
+        self.params = self.all_params = list(self.model.parameters())
+
+    def rendezvous(self) -> tuple[str, int]:
+        """Where this replica's workers meet (worker 0's node address and a free port there)."""
+        import ray
+
+        from visionnets.distributed.procs import free_port
+
+        return ray.util.get_node_ip_address(), free_port()
+
+    def join(self, address: str, port: int) -> int:
+        """Join the replica's K workers (a torch.distributed group at ``address:port``) and build
+        this worker's part of the model; returns the number of parameters it keeps."""
+        from datetime import timedelta
+
+        import torch.distributed as dist
+
+        from visionnets.distributed.model_parallel import Comm, PartitionedNet
+
+        w, k = self.partition
+        os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
+        dist.init_process_group("gloo", init_method="env://", rank=w, world_size=k, timeout=timedelta(seconds=120))
+        whole = build_model_for(self.rec, self.dataset)
+        net = PartitionedNet(whole, self.dataset.input_shape, Comm(w, k))
+        self._build(net)
+        self.params = [p for _, p in net.owned()]      # what this worker fetches and pushes
+        self.shared = net.replicated()                 # worker 0 fetches these; the others receive them
+        return sum(p.numel() for p in self.params)
 
     def ping(self) -> int:
         return self.slot
 
     def set_shards(self, shards: list) -> None:
         """Use these shard handles (after a shard was restored); the next step fetches anew."""
-        self.shards = list(shards)
+        self.shards = list(shards) if self.shard_ids is None else [shards[i] for i in self.shard_ids]
         self.versions: list[int] | None = None
 
     # ---------------------------------------------------------------- parameter server
@@ -107,6 +146,11 @@ class Replica:
         with torch.no_grad():
             flat = self.layout.join([theta for _, theta in answers])
             torch.nn.utils.vector_to_parameters(flat, self.params)
+            if self.shared:                            # a split replica: worker 0's copies to the others
+                import torch.distributed as dist
+
+                for p in self.shared:
+                    dist.broadcast(p.data, src=0)
 
     def _push(self, grad: torch.Tensor, first: int, steps: int, examples: int) -> list:
         parts = self.layout.split(grad)
@@ -130,7 +174,7 @@ class Replica:
                 fetches += 1
             batch = self.loader.batch_at(*divmod(step, self.nb))
             out = train_step(self.step_module, self.objective, batch, seed=self.rec.seed, stream=self.slot, step=step,
-                             params=self.params, augment=self.augment, grad_clip=self.grad_clip,
+                             params=self.all_params, augment=self.augment, grad_clip=self.grad_clip,
                              where=f"replica {self.slot}, its step {step}", precision=self.rec.train.precision)
             g = flat_grad(self.params)
             acc = g if acc is None else acc.add_(g)
