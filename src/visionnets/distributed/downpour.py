@@ -27,6 +27,11 @@ drops duplicates, so at the end every step has been applied exactly once by ever
 ``replica_failures``, ``shard_failures`` and ``steps_lost`` are in every record's
 ``executor`` entry, and each event is appended to ``RUN_DIR/events.jsonl`` (and printed, or logged as a warning).
 
+Model-parallel replicas (``partitions=K``): each replica is K actors forming one
+torch.distributed group (:class:`ReplicaGroup`), each partition of the model
+(:mod:`~visionnets.distributed.model_parallel`) keeping its own parameters on its own S / K
+shards, so that a partition fetches and pushes only those.
+
     >>> from visionnets import api
     >>> r = api.train("digits_convnet", ["train.epochs=1"], executor="downpour", replicas=2,
     ...               ps_shards=2, out="/tmp/vn-doc-downpour", progress=False)  # doctest: +SKIP
@@ -348,7 +353,7 @@ class Downpour:
     # ---------------------------------------------------------------- the run
     def fit(self) -> dict[str, Any]:
         """Run to the end of the plan (or early stopping); the best epoch's record."""
-        local_cpus = self.num_cpus or max(os.cpu_count() or 1, self.R) if self.address is None else None
+        local_cpus = self.num_cpus or max(os.cpu_count() or 1, self.R * self.K) if self.address is None else None
         self.ray, self._started = start_ray(self.address, local_cpus)
         ray = self.ray
         cpus = ray.cluster_resources().get("CPU", 0)
@@ -487,7 +492,7 @@ def fit_downpour(setup: Setup, *, progress: bool = True, callbacks: tuple = (), 
     """The ``downpour`` executor: R ``replicas`` against ``ps_shards`` S parameter-server shards;
     fetch every ``n_fetch`` and push every ``n_push`` steps; the shards' optimizer (``recipe`` or
     ``adagrad``); a shard checkpoint every ``checkpoint_every`` updates; a Ray cluster at
-    ``address`` (default: a local Ray on loopback with ``num_cpus``, default max(cores, R));
+    ``address`` (default: a local Ray on loopback with ``num_cpus``, default max(cores, R x K));
     ``replica_threads`` torch threads per replica (per worker); each replica split into
     ``partitions`` K model-parallel workers (Ray actors forming one torch.distributed group), each
     fetching and pushing only its own parameters on its own S / K shards (``ps_shards``: default K)."""
