@@ -214,3 +214,27 @@ def test_one_replica_of_two_partitions_is_plain_sgd(ray_session, tmp_path):
     assert down.history[-1]["test_error"] == plain.history[-1]["test_error"]
     options = json.loads((down.run_dir / "executor.json").read_text())["options"]
     assert options["partitions"] == 2 and options["ps_shards"] == 2
+
+
+def test_a_split_replica_losing_a_worker_is_replaced_whole(ray_session, tmp_path):
+    """One worker of a 2-partition replica is killed mid-run: its partner fails in the next
+    message, the group is replaced (both actors, a new torch.distributed group), and every
+    planned step is still applied exactly once by every shard."""
+    from test_model_parallel import LOCAL
+
+    seen = {}
+
+    def kill(driver, record):
+        seen["driver"] = driver
+        if record["epoch"] == 1:
+            seen["victims"] = driver.replicas[0].actors
+            ray_session.kill(driver.replicas[0].actors[1])
+
+    r = api.train("digits_convnet", LOCAL + ["train.epochs=3"], executor="downpour", out=tmp_path / "run",
+                  replicas=1, partitions=2, n_push=2, checkpoint_every=0, progress=False, figures=False,
+                  callbacks=(kill,))
+    driver = seen["driver"]
+    assert [h["executor"]["replica_failures"] for h in r.history] == [0, 1, 1]
+    assert not set(driver.replicas[0].actors) & set(seen["victims"])
+    assert driver.final_ledgers == [dict(enumerate(driver.total))] * 2
+    assert r.history[-1]["step"] == sum(driver.total)
