@@ -46,6 +46,13 @@ def import_ray(local: bool = True):
     return ray
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``HOST:PORT`` names this machine's loopback (127.x.x.x or localhost): Ray is then
+    reached over loopback, not at the machine's network address it would put in its place."""
+    host = address.rpartition(":")[0]
+    return host == "localhost" or host.startswith("127.")
+
+
 def check_address(address: str, timeout: float = 5.0) -> None:
     """A ConfigError unless something listens at ``address`` (``HOST:PORT`` of a Ray head node;
     ``auto`` and ``ray://...`` are left to Ray). Ray itself retries an address that does not
@@ -70,7 +77,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None):
     """
     if address is not None:
         check_address(address)
-    ray = import_ray(local=address is None)
+    ray = import_ray(local=address is None or is_loopback(address))
     if ray.is_initialized():
         return ray, False
     if address is not None:
