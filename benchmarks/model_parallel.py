@@ -26,6 +26,7 @@ Writes benchmarks/results/model_parallel.json (``--out NAME`` for another name).
 
     python benchmarks/model_parallel.py                     # input 48x48, 2 stages, K = 1, 2, 4
     python benchmarks/model_parallel.py --partitions 1 2 4 8 16 --threads 1   # a bigger machine
+    python benchmarks/model_parallel.py --plot benchmarks/results/model_parallel*.json   # the figure
 """
 
 from __future__ import annotations
@@ -180,6 +181,36 @@ def network(tmp: Path, partitions: list[int]) -> dict:
     return {"bandwidth": bandwidth, "latency": latency}
 
 
+def plot(paths: list[str], png: Path) -> None:
+    """Step time and the planner's prediction against K, one panel per result file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from visionnets.io import atomic_write
+
+    fig, axes = plt.subplots(1, len(paths), figsize=(4.5 * len(paths), 3.6), squeeze=False)
+    for ax, path in zip(axes[0], paths):
+        d = json.loads(Path(path).read_text())
+        k = [r["K"] for r in d["rows"]]
+        ax.plot(k, [1000 * r["step_s"] for r in d["rows"]], "o-", label="measured")
+        ax.plot(k, [1000 * r["predicted_s"] for r in d["rows"]], "s--", label="planner")
+        for r in d["rows"]:
+            ax.annotate(f"x{r['speedup']:.2f}", (r["K"], 1000 * r["step_s"]), textcoords="offset points",
+                        xytext=(4, 6), fontsize=7)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(k, [str(v) for v in k])
+        ax.set_xlabel("partitions K")
+        ax.set_ylabel("ms per training step")
+        ax.set_title(f"{d['machine']['cpu_count']} cores", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    print(f"wrote {png}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--partitions", type=int, nargs="+", default=[1, 2, 4])
@@ -194,7 +225,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--out", default="model_parallel")
+    p.add_argument("--plot", nargs="+", metavar="JSON", help="only draw these results' step times against K")
+    p.add_argument("--png", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images"
+                   / "model_parallel_steps.png")
     a = p.parse_args()
+    if a.plot:
+        return plot(a.plot, a.png)
     cores = os.cpu_count() or 1
     cfg = {"size": a.size, "model": model_args(a), "batch": a.batch, "warmup": a.warmup, "steps": a.steps,
            "threads": a.threads}
