@@ -1,7 +1,8 @@
 """Driver for tests/test_distributed_cluster.py (run in a fresh process: no Ray initialized).
 
 A two-node loopback cluster (127.0.0.1, 127.0.0.2; one CPU each), Downpour with two replicas
-joined with --address; after epoch 1 node 2 is killed whole and a replacement node 127.0.0.3
+(one CPU each: one per node) and two shards (spread: one per node) joined with --address; after
+epoch 1 node 2 is killed whole, losing a replica and a shard, and a replacement node 127.0.0.3
 joins. Writes what the test checks to argv[1] (JSON); the process groups of the nodes go to
 argv[1] + ".groups" as soon as they exist, so that the test can clean up whatever happens.
 """
@@ -34,8 +35,9 @@ def main(out: str, run_dir: str) -> None:
             if record["epoch"] == 1:
                 import ray
 
-                seen["replica_nodes"] = sorted(ray.get([r.__ray_call__.remote(
-                    lambda actor: __import__("ray").util.get_node_ip_address()) for r in driver.replicas]))
+                where = lambda handles: sorted(ray.get([h.__ray_call__.remote(  # noqa: E731
+                    lambda actor: __import__("ray").util.get_node_ip_address()) for h in handles]))
+                seen["replica_nodes"], seen["shard_nodes"] = where(driver.replicas), where(driver.shards)
                 cluster.kill_node("127.0.0.2")
                 cluster.add_node("127.0.0.3", 1)
                 save_groups()
@@ -44,9 +46,10 @@ def main(out: str, run_dir: str) -> None:
                            ps_shards=2, checkpoint_every=5, out=run_dir, progress=False, figures=False,
                            callbacks=(lose_node,))
         driver = seen["driver"]
-        report = {"replica_nodes": seen["replica_nodes"], "listening": seen["listening"],
+        report = {"replica_nodes": seen["replica_nodes"], "shard_nodes": seen["shard_nodes"],
+                  "listening": seen["listening"], "events": [e["event"] for e in driver.events],
                   "failures": [h["executor"]["replica_failures"] for h in result.history],
-                  "shard_failures": result.history[-1]["executor"]["shard_failures"],
+                  "shard_failures": [h["executor"]["shard_failures"] for h in result.history],
                   "ledgers_exact": driver.final_ledgers == [dict(enumerate(driver.total))] * 2,
                   "epochs": [h["epoch"] for h in result.history], "test_error": result.final["test_error"]}
     with open(out, "w") as fh:

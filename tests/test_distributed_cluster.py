@@ -15,9 +15,10 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/net"), reason="reads Li
 
 def test_two_node_cluster_survives_losing_a_node(tmp_path):
     """Downpour joined with --address to a head (127.0.0.1) and a worker node (127.0.0.2), one
-    replica on each; after epoch 1 node 2 is killed whole (all its processes, as a lost machine)
-    and a replacement node joins. The lost replica is replaced on the new node and training
-    completes with every planned step applied exactly once by every shard. The run is bounded
+    replica and one shard on each; after epoch 1 node 2 is killed whole (all its processes, as a
+    lost machine) and a replacement node joins. The lost replica is replaced, the lost shard is
+    restored from its checkpoint, and training completes with every planned step applied exactly
+    once by every shard. The run is bounded
     (a timeout), and every process of the cluster is gone afterwards."""
     out = tmp_path / "report.json"
     groups = Path(str(out) + ".groups")
@@ -34,7 +35,9 @@ def test_two_node_cluster_survives_losing_a_node(tmp_path):
                 pass
     r = json.loads(out.read_text())
     assert r["replica_nodes"] == ["127.0.0.1", "127.0.0.2"]          # one replica on each machine
-    assert r["epochs"] == [1, 2, 3] and r["failures"][-1] == 1 and r["ledgers_exact"]
+    assert r["shard_nodes"] == ["127.0.0.1", "127.0.0.2"]            # and one shard (spread)
+    assert r["epochs"] == [1, 2, 3] and r["ledgers_exact"]
+    assert r["failures"][-1] == 1 and r["shard_failures"][-1] == 1, r["events"]   # node 2's replica and shard
     assert r["test_error"] < 0.75                                    # still learns (chance: 0.9)
     # the head listens on loopback only; Ray binds a worker node's raylet to every interface
     # unless the node's address is exactly 127.0.0.1 (see visionnets.distributed.loopback_cluster)

@@ -61,6 +61,7 @@ from visionnets.train.trainer import tally_split
 
 log = logging.getLogger(__name__)
 CHUNKS_PER_EPOCH = 8   # work is handed to each replica in about this many chunks per local epoch
+ACTOR_ATTEMPTS = 8     # tries to start a replacement actor (one may land on a node that is dying)
 
 
 def _first(*answers):
@@ -231,13 +232,25 @@ class Downpour:
         w = next(w for w, ids in enumerate(self.shard_ids) if k in ids)
         return self.layouts[w].sizes()[self.shard_ids[w].index(k)]
 
+    def _shard_placement(self, k: int):
+        """Shard k on live machine k mod M (machines by address), as DistBelief spreads its
+        parameter server. (Ray's soft affinity was seen to put both shards of a two-node cluster
+        on one node, so the affinity is hard; a shard restored while its lost machine is still
+        listed dies at once and is started again, see ``_started_actor``.)"""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = sorted((n["NodeManagerAddress"], n["NodeID"]) for n in self.ray.nodes() if n.get("Alive"))
+        if len(nodes) < 2:
+            return "DEFAULT"
+        return NodeAffinitySchedulingStrategy(nodes[k % len(nodes)][1], soft=False)
+
     def _new_shard(self, k: int, theta: torch.Tensor | None, restore: bool):
         t = self.rec.train
-        return self._Shard.remote(k, theta if theta is not None else torch.zeros(self._shard_size(k)),
-                                  t.optimizer.model_dump(), kind=self.ps_optimizer,
-                                  schedule=t.schedule.model_dump(), steps_per_epoch=sum(self.nb),
-                                  epochs=t.epochs, checkpoint=str(self.run_dir.ps_dir / f"shard-{k}.safetensors"),
-                                  checkpoint_every=self.checkpoint_every, restore=restore)
+        return self._Shard.options(scheduling_strategy=self._shard_placement(k)).remote(
+            k, theta if theta is not None else torch.zeros(self._shard_size(k)), t.optimizer.model_dump(),
+            kind=self.ps_optimizer, schedule=t.schedule.model_dump(), steps_per_epoch=sum(self.nb), epochs=t.epochs,
+            checkpoint=str(self.run_dir.ps_dir / f"shard-{k}.safetensors"), checkpoint_every=self.checkpoint_every,
+            restore=restore)
 
     def _new_replica(self, r: int):
         ds = self.dataset
@@ -249,9 +262,32 @@ class Downpour:
         actors = [self._Replica.remote(r, self.rec.to_dict(), self._train_ref, about, self.R, self.layouts[w].to_dict(),
                                        self.shards, self.n_fetch, self.n_push, self.threads, (w, self.K),
                                        self.shard_ids[w]) for w in range(self.K)]
-        address, port = self.ray.get(actors[0].rendezvous.remote())
-        self.ray.get([a.join.remote(address, port) for a in actors])       # the K workers form one group
+        try:
+            address, port = self.ray.get(actors[0].rendezvous.remote())
+            self.ray.get([a.join.remote(address, port) for a in actors])       # the K workers form one group
+        except BaseException:
+            for actor in actors:
+                self.ray.kill(actor)
+            raise
         return ReplicaGroup(actors, self._combine)
+
+    def _started_actor(self, make: Callable, what: str):
+        """A new actor and its first answer. One placed on a node that is dying (lost, not yet
+        declared dead by the cluster) dies before it starts: make another, a few times."""
+        errors = (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError)
+        for attempt in range(1, ACTOR_ATTEMPTS + 1):
+            handle = None
+            try:
+                handle = make()
+                return handle, self.ray.get(handle.ping.remote(), timeout=120)
+            except errors as exc:
+                for actor in _actors(handle) if handle is not None else []:
+                    self.ray.kill(actor)
+                if attempt == ACTOR_ATTEMPTS:
+                    raise TrainingError(f"downpour: {what} could not be started on the cluster "
+                                        f"({ACTOR_ATTEMPTS} tries): {str(exc).splitlines()[0]}") from None
+                self._log("actor_retried", what=what, attempt=attempt)
+                time.sleep(2.0 * attempt)
 
     def _alive(self, handle) -> bool:
         try:
@@ -281,8 +317,8 @@ class Downpour:
                 if not (self.run_dir.ps_dir / f"shard-{k}.safetensors").is_file():
                     raise TrainingError(f"downpour: shard {k} died before its first checkpoint "
                                         f"(set checkpoint_every lower); cannot restore it") from None
-                self.shards[k] = self._new_shard(k, None, restore=True)
-                version = self.ray.get(self.shards[k].ping.remote())
+                self.shards[k], version = self._started_actor(lambda: self._new_shard(k, None, restore=True),
+                                                              f"shard {k}")
                 self.counters["shard_failures"] += 1
                 restored.append(k)
                 self._log("shard_restored", shard=k, from_version=version)
@@ -301,7 +337,7 @@ class Downpour:
         if replaced:
             for actor in _actors(self.replicas[slot]):       # a split replica is replaced whole
                 self.ray.kill(actor)
-            self.replicas[slot] = self._new_replica(slot)
+            self.replicas[slot], _ = self._started_actor(lambda: self._new_replica(slot), f"replica {slot}")
             self.counters["replica_failures"] += 1
             self._log("replica_replaced", slot=slot)
         if not restored and not replaced and not stale:
