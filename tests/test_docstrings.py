@@ -11,7 +11,8 @@ MODULES = [
     "visionnets.objectives.semisupervised", "visionnets.objectives.multimodal",
     "visionnets.models.bimodal", "visionnets.train.seeds", "visionnets.train.loader", "visionnets.train.step",
     "visionnets.train.record", "visionnets.train.rundir", "visionnets.train.optim", "visionnets.train.trainer",
-    "visionnets.viz.multimodal",
+    "visionnets.viz.multimodal", "visionnets.partition", "visionnets.distributed.model_parallel",
+    "visionnets.distributed.sharding", "visionnets.unsupervised.rbm",
 ]
 
 
