@@ -23,7 +23,7 @@ CASES = [
 
 def loop_reference(x, weight_at, bias_at, kernel, stride, padding, out_hw):
     """y[b, o, i, j] = bias_at(i, j)[o] + sum_{c,p,q} weight_at(i, j)[o, c, p, q] x[b, c, i s + p, j s + q]."""
-    (kh, kw), (sh, sw), (ph, pw) = VF._pair(kernel, "k"), VF._pair(stride, "s"), VF._pair(padding, "p", 0)
+    (kh, kw), (sh, sw), (ph, pw) = VF.pair(kernel, "k"), VF.pair(stride, "s"), VF.pair(padding, "p", 0)
     xp = F.pad(x, (pw, pw, ph, ph))
     oh, ow = out_hw
     y = x.new_zeros(x.shape[0], weight_at(0, 0).shape[0], oh, ow)

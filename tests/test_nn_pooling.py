@@ -12,7 +12,7 @@ from visionnets.nn import functional as VF
 
 def loop_reference(x, p, kernel, stride, padding, gaussian, eps):
     """y[b, c, i, j] = (sum_{(u,v) in window} w_uv |x[b, c, i s + u, j s + v]|^p + eps)^(1/p)."""
-    (kh, kw), (sh, sw), (ph, pw) = VF._pair(kernel, "k"), VF._pair(stride, "s"), VF._pair(padding, "p", 0)
+    (kh, kw), (sh, sw), (ph, pw) = VF.pair(kernel, "k"), VF.pair(stride, "s"), VF.pair(padding, "p", 0)
     w = VF.gaussian_window((kh, kw), dtype=x.dtype) if gaussian else torch.ones(kh, kw, dtype=x.dtype)
     xp = F.pad(x, (pw, pw, ph, ph))
     oh, ow = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1

@@ -250,7 +250,7 @@ class _PoolPart(_Spatial):
         super().__init__()
         self.layer = layer
         if isinstance(layer, nn.MaxPool2d):
-            if layer.ceil_mode or VF._pair(layer.dilation, "dilation") != (1, 1):
+            if layer.ceil_mode or VF.pair(layer.dilation, "dilation") != (1, 1):
                 raise ConfigError("--partitions: MaxPool2d with ceil_mode or dilation cannot be partitioned")
             self.pad_value = float("-inf")
         if isinstance(layer, nn.AvgPool2d) and (not layer.count_include_pad or layer.ceil_mode
@@ -263,8 +263,8 @@ class _PoolPart(_Spatial):
 
     def forward(self, region: Tensor) -> Tensor:
         x, lay = self.padded(region), self.layer
-        k = VF._pair(lay.kernel_size, "kernel_size")
-        s = k if lay.stride is None else VF._pair(lay.stride, "stride")
+        k = VF.pair(lay.kernel_size, "kernel_size")
+        s = k if lay.stride is None else VF.pair(lay.stride, "stride")
         if isinstance(lay, nn.MaxPool2d):
             return F.max_pool2d(x, k, s)
         if isinstance(lay, nn.AvgPool2d):
@@ -288,8 +288,8 @@ class _NormPart(_Spatial):
         r = lay.kernel_size // 2
         h, w = self.in_size
         mid = Rect(max(b.r0 - r, 0), min(b.r1 + r, h), max(b.c0 - r, 0), min(b.c1 + r, w))
-        v = (region - VF._local_mean(region, lay.kernel_size, lay.sigma))[mid.shift(need).index]
-        var = VF._local_mean(v * v, lay.kernel_size, lay.sigma)[b.shift(mid).index]
+        v = (region - VF.local_mean2d(region, lay.kernel_size, lay.sigma))[mid.shift(need).index]
+        var = VF.local_mean2d(v * v, lay.kernel_size, lay.sigma)[b.shift(mid).index]
         sig = var.clamp_min(lay.eps * lay.eps).sqrt()
         mean = _SumBoth.apply(sig.sum((2, 3), keepdim=True), self.comm) / (h * w)
         return v[b.shift(mid).index] / torch.maximum(sig, mean)

@@ -40,7 +40,7 @@ from visionnets.errors import ConfigError
 __all__ = [
     "locally_connected2d", "locally_connected2d_transpose", "tiled_conv2d", "lp_pool2d", "l2_pool2d", "gaussian_window",
     "subtractive_norm2d", "divisive_norm2d", "local_contrast_norm2d", "conv_output_size",
-    "check_pool_args", "portable",
+    "check_pool_args", "portable", "pair", "local_mean2d",
 ]
 
 # Work on at most this many bytes of unfolded input at a time: the locally connected layer
@@ -58,12 +58,14 @@ def _int(v):
     return v
 
 
-def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+    """``value`` (an int, or two ints, each >= ``minimum``) as a pair; a ConfigError naming
+    ``name`` otherwise. ``pair(3, "kernel_size") == (3, 3)``."""
     value = _int(value)
-    pair = (value, value) if isinstance(value, int) else tuple(_int(v) for v in value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
+    out = (value, value) if isinstance(value, int) else tuple(_int(v) for v in value)
+    if len(out) != 2 or not all(isinstance(v, int) and v >= minimum for v in out):
         raise ConfigError(f"{name}: expected an int >= {minimum} or a pair of them, got {value!r}")
-    return pair
+    return out
 
 
 def _unbatched_ok(fn):
@@ -82,8 +84,8 @@ def conv_output_size(size: tuple[int, int], kernel_size, stride=1, padding=0) ->
     >>> conv_output_size((32, 28), 5, stride=1, padding=0)
     (28, 24)
     """
-    (h, w), (kh, kw) = size, _pair(kernel_size, "kernel_size")
-    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding", 0)
+    (h, w), (kh, kw) = size, pair(kernel_size, "kernel_size")
+    (sh, sw), (ph, pw) = pair(stride, "stride"), pair(padding, "padding", 0)
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     if oh < 1 or ow < 1:
         raise ConfigError(f"input size {h}x{w} with padding {ph},{pw} is smaller than the "
@@ -127,8 +129,8 @@ class _Geometry:
     def __init__(self, x: Tensor, weight: Tensor, stride, padding):
         self.oh, self.ow, self.o, self.c, self.kh, self.kw = weight.shape
         self.b = x.shape[0]
-        self.sh, self.sw = _pair(stride, "stride")
-        self.ph, self.pw = _pair(padding, "padding", 0)
+        self.sh, self.sw = pair(stride, "stride")
+        self.ph, self.pw = pair(padding, "padding", 0)
         self.hp, self.wp = x.shape[2] + 2 * self.ph, x.shape[3] + 2 * self.pw
         self.k = self.c * self.kh * self.kw
         row_bytes = self.ow * self.k * self.b * x.element_size()
@@ -382,7 +384,7 @@ def locally_connected2d(input: Tensor, weight: Tensor, bias: Tensor | None = Non
     torch.Size([2, 4, 6, 6])
     """
     _check_local(input, weight, bias, stride, padding)
-    s, p = list(_pair(stride, "stride")), list(_pair(padding, "padding", 0))
+    s, p = list(pair(stride, "stride")), list(pair(padding, "padding", 0))
     y = _lc_reference(input, weight, bias, s, p) if _PORTABLE else _LocallyConnected2dFn.apply(input, weight, bias, s, p)
     return _format_like(y, input)
 
@@ -402,13 +404,13 @@ def locally_connected2d_transpose(input: Tensor, weight: Tensor, input_size, str
     True
     """
     oh, ow, o, c, kh, kw = weight.shape if weight.dim() == 6 else (None,) * 6
-    h, w = _pair(input_size, "input_size")
+    h, w = pair(input_size, "input_size")
     if input.dim() != 4 or weight.dim() != 6 or tuple(input.shape[1:]) != (o, oh, ow):
         raise ConfigError(f"locally_connected2d_transpose: expected input (B, O, oh, ow) matching weight "
                           f"(oh, ow, O, C, kh, kw), got {tuple(input.shape)} and {tuple(weight.shape)}")
     like = input.new_zeros(()).expand(input.shape[0], c, h, w)      # the layer's input: its shape only
     _check_local(like, weight, None, stride, padding)
-    s, p = list(_pair(stride, "stride")), list(_pair(padding, "padding", 0))
+    s, p = list(pair(stride, "stride")), list(pair(padding, "padding", 0))
     if _PORTABLE:
         return torch.func.vjp(lambda t: _lc_reference(t, weight, None, s, p), like)[1](input)[0]
     return _LocallyConnected2dBackward.apply(input, like, weight, s, p, True, False)[0]
@@ -488,7 +490,7 @@ def tiled_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stri
                           f"{tuple(input.shape)}), weight {tuple(weight.shape)} expects {c}")
     if bias is not None and tuple(bias.shape) != (o,):
         raise ConfigError(f"tiled_conv2d: expected bias of shape {(o,)}, got {tuple(bias.shape)}")
-    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding", 0)
+    (sh, sw), (ph, pw) = pair(stride, "stride"), pair(padding, "padding", 0)
     oh, ow = conv_output_size(tuple(input.shape[2:]), (kh, kw), stride, padding)
     if th * tw == 1:
         return F.conv2d(input, weight[0, 0], bias, (sh, sw), (ph, pw))
@@ -522,7 +524,7 @@ def gaussian_window(kernel_size, sigma: float | None = None, *, dtype=torch.floa
     >>> gaussian_window(3, 1.0).sum().item()
     1.0
     """
-    kh, kw = _pair(kernel_size, "kernel_size")
+    kh, kw = pair(kernel_size, "kernel_size")
     if sigma is not None and not sigma > 0:
         raise ConfigError(f"sigma: expected a positive number, got {sigma!r}")
     parts = []
@@ -540,16 +542,16 @@ def check_pool_args(p: float, kernel_size, stride=None, padding=0, eps: float = 
         raise ConfigError(f"p: expected a number >= 1, got {p!r}")
     if not (isinstance(eps, (int, float)) and eps >= 0):
         raise ConfigError(f"eps: expected a number >= 0, got {eps!r}")
-    k, pad = _pair(kernel_size, "kernel_size"), _pair(padding, "padding", 0)
+    k, pad = pair(kernel_size, "kernel_size"), pair(padding, "padding", 0)
     if stride is not None:
-        _pair(stride, "stride")
+        pair(stride, "stride")
     if pad[0] > k[0] // 2 or pad[1] > k[1] // 2:
         raise ConfigError(f"padding: {pad} should be at most half the kernel size {k}")
 
 
 def _window_sum(x: Tensor, kernel_size, stride, padding, gaussian: bool) -> Tensor:
     """sum_{(p,q) in N(i,j)} w_pq x over each window, per channel, zero padding."""
-    k, s, p = _pair(kernel_size, "kernel_size"), _pair(stride, "stride"), _pair(padding, "padding", 0)
+    k, s, p = pair(kernel_size, "kernel_size"), pair(stride, "stride"), pair(padding, "padding", 0)
     conv_output_size(tuple(x.shape[2:]), k, s, p)
     if not gaussian:
         return F.avg_pool2d(x, k, s, p, count_include_pad=True) * (k[0] * k[1])
@@ -648,6 +650,15 @@ def _local_mean(x: Tensor, kernel_size: int, sigma: float | None) -> Tensor:
     cov_h = F.conv1d(x.new_ones(1, 1, h), g.view(1, 1, kernel_size), padding=r).view(h, 1)  # coverage
     cov_w = F.conv1d(x.new_ones(1, 1, w), g.view(1, 1, kernel_size), padding=r).view(1, w)
     return m / (cov_h * cov_w)
+
+
+def local_mean2d(input: Tensor, kernel_size: int, sigma: float | None = None) -> Tensor:
+    """The (B, 1, H, W) Gaussian-weighted mean over a kernel_size neighbourhood and all maps, zero
+    padded and renormalized by the window's coverage at the borders (what LCN subtracts; see
+    ``subtractive_norm2d``). On a crop of a bigger map it is exact at least kernel_size // 2
+    positions from the crop's edges that are not the map's (model parallelism relies on it)."""
+    _check_norm(input, kernel_size, "local_mean2d")
+    return _local_mean(input, kernel_size, sigma)
 
 
 @_unbatched_ok

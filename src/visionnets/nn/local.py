@@ -36,9 +36,9 @@ class _LocalBase(nn.Module):
             if not (isinstance(v, int) and v >= 1):
                 raise ConfigError(f"{type(self).__name__}: {name} must be an int >= 1, got {v!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = VF._pair(kernel_size, "kernel_size")
-        self.stride = VF._pair(stride, "stride")
-        self.padding = VF._pair(padding, "padding", 0)
+        self.kernel_size = VF.pair(kernel_size, "kernel_size")
+        self.stride = VF.pair(stride, "stride")
+        self.padding = VF.pair(padding, "padding", 0)
 
     @property
     def fan_in(self) -> int:
@@ -92,7 +92,7 @@ class LocallyConnected2d(LazyModuleMixin, _LocalBase):
         self.weight = UninitializedParameter()
         self.bias = UninitializedParameter() if bias else None
         if input_size is not None:
-            self._fix_size(VF._pair(input_size, "input_size"))
+            self._fix_size(VF.pair(input_size, "input_size"))
 
     @property
     def output_size(self) -> tuple[int, int] | None:
@@ -151,8 +151,8 @@ class TiledConv2d(_LocalBase):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, tile_size, stride=1,
                  padding=0, bias: bool = True, input_size=None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding)
-        self.tile_size = VF._pair(tile_size, "tile_size")
-        self.input_size = None if input_size is None else VF._pair(input_size, "input_size")
+        self.tile_size = VF.pair(tile_size, "tile_size")
+        self.input_size = None if input_size is None else VF.pair(input_size, "input_size")
         if self.input_size is not None:
             self._check_tile(self.input_size)
         (th, tw), (kh, kw) = self.tile_size, self.kernel_size

@@ -98,8 +98,8 @@ def _pool_of(stage: nn.Module) -> tuple[int, int]:
     pool = getattr(stage, "pool", None)
     if pool is None:
         return 3, 1
-    size = VF._pair(pool.kernel_size, "kernel_size")[0]
-    stride = VF._pair(pool.stride if pool.stride is not None else pool.kernel_size, "stride")[0]
+    size = VF.pair(pool.kernel_size, "kernel_size")[0]
+    stride = VF.pair(pool.stride if pool.stride is not None else pool.kernel_size, "stride")[0]
     return (size, stride) if size % 2 == 1 or stride > 1 else (size + 1, 1)
 
 
