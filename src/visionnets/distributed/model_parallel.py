@@ -199,6 +199,10 @@ class _Spatial(nn.Module):
         self.needed, self.pads = needed_rects(window, in_size, self.out_blocks)
         self.rank, self.block = rank, self.out_blocks[rank]
 
+    def take(self, layer: nn.Module) -> None:
+        """Copy this worker's part of ``layer``'s parameters (layers without located weights keep
+        the layer itself, whole)."""
+
     def padded(self, region: Tensor) -> Tensor:
         pad = self.pads[self.rank]
         return F.pad(region, pad, value=self.pad_value) if any(pad) else region
@@ -231,9 +235,6 @@ class _TiedPart(_Spatial):
             raise ConfigError(f"--partitions: Conv2d with dilation {layer.dilation} or padding mode "
                               f"{layer.padding_mode!r} cannot be partitioned (only dilation 1, zero padding)")
 
-    def take(self, layer: nn.Module) -> None:
-        pass
-
     def forward(self, region: Tensor) -> Tensor:
         x, lay = self.padded(region), self.layer
         w = _Shared.apply(lay.weight, self.comm)
@@ -258,9 +259,6 @@ class _PoolPart(_Spatial):
             raise ConfigError("--partitions: AvgPool2d needs count_include_pad=True, ceil_mode=False and no "
                               "divisor_override to be partitioned")
 
-    def take(self, layer):
-        pass
-
     def forward(self, region: Tensor) -> Tensor:
         x, lay = self.padded(region), self.layer
         k = VF.pair(lay.kernel_size, "kernel_size")
@@ -279,9 +277,6 @@ class _NormPart(_Spatial):
     def __init__(self, layer: LocalContrastNorm2d, comm: Comm):
         super().__init__()
         self.layer, self.comm = layer, comm
-
-    def take(self, layer):
-        pass
 
     def forward(self, region: Tensor) -> Tensor:
         lay, need, b = self.layer, self.needed[self.rank], self.block
