@@ -34,13 +34,14 @@ from visionnets.errors import ConfigError
 from visionnets.models.catalog import MODELS
 from visionnets.models.init import init_layer
 from visionnets.nn.activations import make_activation
+from visionnets.nn.dense import Linear
 
 
 def _mlp(widths: list[int], activation: str, last_activation: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths, widths[1:])):
         last = i == len(widths) - 2
-        layers.append(init_layer(nn.Linear(a, b), activation if not last or last_activation else "linear"))
+        layers.append(init_layer(Linear(a, b), activation if not last or last_activation else "linear"))
         if not last or last_activation:
             layers.append(make_activation(activation))
     return nn.Sequential(*layers)
@@ -57,11 +58,11 @@ class BimodalNet(nn.Module):
         self.shapes = {name: tuple(shape) for name, shape in modalities.items()}
         self.names = list(self.shapes)
         self.encoders = nn.ModuleDict({m: _mlp([math.prod(s), *hidden], activation, True) for m, s in self.shapes.items()})
-        self.shared = nn.Sequential(init_layer(nn.Linear(len(self.names) * hidden[-1], code), activation),
+        self.shared = nn.Sequential(init_layer(Linear(len(self.names) * hidden[-1], code), activation),
                                     make_activation(activation))
         self.decoders = nn.ModuleDict({m: _mlp([code, *reversed(hidden), math.prod(s)], activation, False)
                                        for m, s in self.shapes.items()})
-        self.classifier = init_layer(nn.Linear(code, num_outputs), "linear")
+        self.classifier = init_layer(Linear(code, num_outputs), "linear")
 
     def encode(self, inputs: dict[str, torch.Tensor | None], present: torch.Tensor | None = None) -> torch.Tensor:
         """The shared code from the given modalities (``present``: (B, M) 0/1 per example and modality)."""

@@ -34,6 +34,7 @@ from torch import nn
 from visionnets.errors import ConfigError
 from visionnets.models.catalog import MODELS
 from visionnets.models.init import init_layer
+from visionnets.nn.dense import Linear
 from visionnets.nn.local import LocallyConnected2d
 from visionnets.nn.normalization import LocalContrastNorm2d
 from visionnets.nn.pooling import L2Pool2d
@@ -66,5 +67,5 @@ def le2012(input_shape: tuple[int, ...], num_outputs: int, stages: PosInt = 3, k
         channels = maps
     if num_outputs > 0:
         layers["flatten"] = nn.Flatten()
-        layers["out"] = init_layer(nn.Linear(channels * h * w, num_outputs), "linear")
+        layers["out"] = init_layer(Linear(channels * h * w, num_outputs), "linear")
     return nn.Sequential(layers)

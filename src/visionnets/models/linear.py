@@ -9,6 +9,7 @@ from collections import OrderedDict
 from torch import nn
 
 from visionnets.models.catalog import MODELS
+from visionnets.nn.dense import Linear
 
 
 @MODELS.register("linear")
@@ -21,7 +22,7 @@ def linear(input_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
       (out): Linear(in_features=64, out_features=10, bias=True)
     )
     """
-    out = nn.Linear(math.prod(input_shape), num_outputs)
+    out = Linear(math.prod(input_shape), num_outputs)
     nn.init.zeros_(out.weight)  # a convex problem: start at W = 0, as the tutorial's SVM
     nn.init.zeros_(out.bias)
     return nn.Sequential(OrderedDict(flatten=nn.Flatten(), out=out))

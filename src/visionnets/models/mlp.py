@@ -12,6 +12,7 @@ from torch import nn
 from visionnets.models.catalog import MODELS
 from visionnets.models.init import init_layer
 from visionnets.nn.activations import make_activation
+from visionnets.nn.dense import Linear
 
 Activation = Literal["relu", "tanh", "sigmoid"]
 
@@ -37,10 +38,10 @@ def fully_connected(width: int, num_outputs: int, hidden=(), activation: str = "
     """``flatten, fc1, act1, [drop1,] ..., out``: the layers of an MLP (and of a convnet's classifier)."""
     layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
     for i, h in enumerate(hidden, 1):
-        layers[f"fc{i}"] = init_layer(nn.Linear(width, h), activation)
+        layers[f"fc{i}"] = init_layer(Linear(width, h), activation)
         layers[f"act{i}"] = make_activation(activation)
         if dropout > 0:
             layers[f"drop{i}"] = nn.Dropout(dropout)
         width = h
-    layers["out"] = init_layer(nn.Linear(width, num_outputs), "linear")
+    layers["out"] = init_layer(Linear(width, num_outputs), "linear")
     return layers

@@ -35,6 +35,7 @@ from torch import nn
 
 from visionnets.data.augment import translate
 from visionnets.errors import ConfigError
+from visionnets.nn.dense import Linear
 
 MODES = ("reconstruction", "denoising", "ladder", "consistency")
 
@@ -89,7 +90,7 @@ class SemiSupervisedNet(nn.Module):
                                   f"this one has {bad[0]} layers: use reconstruction or denoising")
             widths = [self.input_dim] + [m.out_features for m in linears]
             self.combinators = nn.ModuleList(Combinator(w) for w in widths)
-            self.up = nn.ModuleList(nn.Linear(widths[i + 1], widths[i]) for i in range(len(widths) - 1))
+            self.up = nn.ModuleList(Linear(widths[i + 1], widths[i]) for i in range(len(widths) - 1))
             weights = layer_weights or [1.0] * len(widths)
             if len(weights) != len(widths):
                 raise ConfigError(f"objective.options.layer_weights: {len(weights)} weights for the "
@@ -97,8 +98,8 @@ class SemiSupervisedNet(nn.Module):
             self.layer_weights = list(weights)
         elif mode != "consistency":
             code = linears[-1].in_features
-            self.decoder = nn.Sequential(nn.Linear(code, decoder_width), nn.ReLU(),
-                                         nn.Linear(decoder_width, self.input_dim))
+            self.decoder = nn.Sequential(Linear(code, decoder_width), nn.ReLU(),
+                                         Linear(decoder_width, self.input_dim))
 
     def forward(self, x: torch.Tensor, unsupervised: bool = False):
         if not unsupervised:

@@ -35,6 +35,7 @@ from torch import nn
 
 from visionnets.errors import ConfigError
 from visionnets.nn.activations import activation_fn, make_activation
+from visionnets.nn.dense import Linear
 from visionnets.unsupervised._base import TorchTransformer
 
 ACTIVATIONS = ("sigmoid", "relu", "tanh", "linear")   # the names of nn.activations an auto-encoder takes
@@ -198,7 +199,7 @@ class AutoEncoder(TorchTransformer):
 
     def _init_state(self, n_features: int, generator: torch.Generator, x: torch.Tensor) -> None:
         k, dev = self.n_components, self.device_
-        enc = nn.Linear(n_features, k, device=dev)
+        enc = Linear(n_features, k, device=dev)
         bound = (6.0 / (n_features + k)) ** 0.5  # Glorot uniform
         if self.activation == "sigmoid":
             bound *= 4.0
@@ -209,7 +210,7 @@ class AutoEncoder(TorchTransformer):
         if self.tied:
             dec = TiedLinear(enc)
         else:
-            dec = nn.Linear(k, n_features, device=dev)
+            dec = Linear(k, n_features, device=dev)
             with torch.no_grad():
                 dec.weight.copy_(enc.weight.t())
                 dec.bias.zero_()

@@ -39,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from visionnets.errors import ConfigError, TrainingError
+from visionnets.nn.dense import Linear, mm
 from visionnets.unsupervised._base import TorchTransformer
 
 
@@ -93,7 +94,7 @@ def sample_bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) 
 def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     """``a @ b`` in float32, or with its inputs rounded to ``dtype`` (bfloat16) and the float32 result."""
     if dtype is None or dtype == a.dtype == b.dtype:
-        return a @ b
+        return mm(a, b)
     return (a.to(dtype) @ b.to(dtype)).float()
 
 
@@ -278,8 +279,8 @@ class RBM(TorchTransformer):
     def _build_modules(self) -> None:
         """``encoder_``/``decoder_`` share storage with the fitted tensors (no copy)."""
         K, D = self.components_.shape
-        enc = nn.Linear(D, K, device=self.device_)
-        dec = nn.Linear(K, D, device=self.device_)
+        enc = Linear(D, K, device=self.device_)
+        dec = Linear(K, D, device=self.device_)
         scale = 1.0 if self.visible == "bernoulli" else 1.0 / self.sigma
         with torch.no_grad():
             enc.weight.data = self.components_ if scale == 1.0 else self.components_ * scale

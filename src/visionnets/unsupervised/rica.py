@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from visionnets.errors import ConfigError
+from visionnets.nn.dense import Linear
 from visionnets.unsupervised._base import TorchTransformer
 
 
@@ -114,8 +115,8 @@ class RICA(TorchTransformer):
         with torch.no_grad():
             self.components_ = normalize_rows(self._w.detach()).clone()
         K, D = self.components_.shape
-        enc = nn.Linear(D, K, bias=False, device=self.device_)
-        dec = nn.Linear(K, D, bias=False, device=self.device_)
+        enc = Linear(D, K, bias=False, device=self.device_)
+        dec = Linear(K, D, bias=False, device=self.device_)
         enc.weight.data = self.components_
         dec.weight.data = self.components_.t()
         self.encoder_, self.decoder_ = enc, dec
