@@ -40,6 +40,10 @@ def data_root():
 # The suite's tensors are small: one thread avoids oversubscription on a shared 2-core machine
 # (measured 37x faster for tiny ops under load than 2 threads).
 torch.set_num_threads(1)
+# ... and the Trainer and estimators, which otherwise choose by the machine's load
+# (visionnets.threads; tested in test_threads.py), keep to it too, in this process and in the
+# CLI subprocesses: so a run's numbers never depend on what else the machine is doing.
+os.environ.setdefault("VISIONNETS_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ MODULES = [
     "visionnets.models.bimodal", "visionnets.train.seeds", "visionnets.train.loader", "visionnets.train.step",
     "visionnets.train.record", "visionnets.train.rundir", "visionnets.train.optim", "visionnets.train.trainer",
     "visionnets.viz.multimodal", "visionnets.partition", "visionnets.distributed.model_parallel",
+    "visionnets.threads", "visionnets.nn.dense",
     "visionnets.distributed.sharding", "visionnets.unsupervised.rbm",
 ]
 

@@ -91,7 +91,7 @@ class DDPTrainer(Trainer):
         return all_reduce_tally(tally, self.device).means()
 
     def executor_stats(self) -> dict[str, Any]:
-        return {"name": "ddp", "workers": self.workers}
+        return {"name": "ddp", "workers": self.workers, "threads": torch.get_num_threads()}
 
 
 def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, recipe: dict, dataset,
@@ -108,7 +108,7 @@ def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, 
         trainer = DDPTrainer(model, objective_for(rec, dataset), dataset, rank=rank,
                              workers=workers, run_dir=RunDir(run_dir), started=started,
                              progress=progress and rank == 0, callbacks=callbacks if rank == 0 else (),
-                             **{**trainer_options(rec), "device": device})
+                             **{**trainer_options(rec), "device": device, "threads": threads})
         trainer.fit(resume=resume)
     finally:
         leave()

@@ -612,7 +612,8 @@ class ModelParallelTrainer(Trainer):
     def executor_stats(self) -> dict[str, Any]:
         """Also the bytes worker 0 sent since the last record (borders and sums, training and evaluation)."""
         sent, self.sent_before = self.model.comm.bytes_sent - self.sent_before, self.model.comm.bytes_sent
-        return {"name": "model_parallel", "partitions": self.model.comm.k, "rank0_bytes_sent": sent}
+        return {"name": "model_parallel", "partitions": self.model.comm.k, "rank0_bytes_sent": sent,
+                "threads": torch.get_num_threads()}
 
 
 def _worker(rank: int, k: int, port: int, backend: str, device_type: str, recipe: dict, dataset, weights: dict,
@@ -630,7 +631,7 @@ def _worker(rank: int, k: int, port: int, backend: str, device_type: str, recipe
         trainer = ModelParallelTrainer(net, objective_for(rec, dataset), dataset, rank=rank, run_dir=RunDir(run_dir),
                                        started=started, progress=progress and rank == 0,
                                        callbacks=callbacks if rank == 0 else (),
-                                       **{**trainer_options(rec), "device": device})
+                                       **{**trainer_options(rec), "device": device, "threads": threads})
         trainer.fit(resume=resume)
     finally:
         leave()

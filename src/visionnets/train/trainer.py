@@ -42,6 +42,7 @@ from visionnets.train.optim import build_optimizer, lr_factor, set_lr
 from visionnets.train.record import EarlyStopping, RunRecord, Tally, epoch_record, evaluation_record
 from visionnets.train.rundir import RunDir
 from visionnets.train.setup import EXECUTORS, Setup, objective_for
+from visionnets.threads import auto_threads
 from visionnets.train.step import for_training, train_step
 
 
@@ -76,7 +77,7 @@ def trainer_options(rec: Recipe) -> dict[str, Any]:
     return dict(epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
                 optimizer=t.optimizer, schedule=t.schedule, early_stopping=t.early_stopping,
                 grad_clip=t.grad_clip, augment=build_augment(rec.data.augment), seed=rec.seed,
-                precision=t.precision, compile=t.compile,
+                precision=t.precision, compile=t.compile, threads=rec.threads,
                 device=rec.device, max_steps_per_epoch=t.max_steps_per_epoch,
                 eval_test_each_epoch=t.eval_test_each_epoch, checkpoint_every_steps=t.checkpoint_every_steps,
                 labeled_per_batch=t.labeled_per_batch)
@@ -103,8 +104,9 @@ class Trainer:
                  max_steps_per_epoch: int | None = None, eval_test_each_epoch: bool = True,
                  callbacks: tuple[Callable, ...] = (), started: float | None = None, writer: bool = True,
                  checkpoint_every_steps: int | None = None, labeled_per_batch: int | None = None,
-                 precision: str = "fp32", compile: bool = False):
+                 precision: str = "fp32", compile: bool = False, threads: int | None = None):
         self.device = resolve_device(device)
+        self.threads = threads              # CPU threads; None: chosen before each epoch (visionnets.threads)
         self.model = model.to(self.device)
         self.objective, self.dataset = objective, dataset
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
@@ -154,7 +156,7 @@ class Trainer:
         return tally
 
     def executor_stats(self) -> dict[str, Any]:
-        return {"name": "local"}
+        return {"name": "local", "threads": torch.get_num_threads()}
 
     def checkpointed(self) -> tuple[Any, Any]:
         """What checkpoints save and load: the model and the optimizer (a model-parallel worker:
@@ -241,6 +243,10 @@ class Trainer:
         if self.progress:
             from tqdm.auto import tqdm as bar_cls
         while self.epoch < self.epochs:
+            if self.device.type == "cpu":
+                n = auto_threads(self.threads)
+                if n != torch.get_num_threads():
+                    torch.set_num_threads(n)
             bar = bar_cls(total=self.n_batches(), desc=f"epoch {self.epoch + 1}/{self.epochs}", unit="batch",
                           leave=False, dynamic_ncols=True, disable=None) if bar_cls else None  # terminals only
             t0 = time.perf_counter()

@@ -14,6 +14,7 @@ torch tensors (the output is a tensor on the device the learner lives on).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import sys
@@ -27,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from visionnets.device import resolve_device
 from visionnets.errors import ConfigError, DataError, TrainingError
+from visionnets.threads import using_threads
 
 
 
@@ -67,7 +69,10 @@ class TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     """Base class: mini-batch training loop, validation, transform in batches, history.
 
     Subclasses must have the hyper-parameters ``batch_size``, ``n_epochs``, ``device``,
-    ``random_state`` and ``verbose`` among their ``__init__`` arguments.
+    ``random_state``, ``verbose`` and ``n_threads`` among their ``__init__`` arguments.
+    ``n_threads``: CPU threads of ``fit`` / ``partial_fit``; None (the default) takes the cores
+    that other processes leave free, decided at each call (:mod:`visionnets.threads`), so that
+    a fit on a shared machine does not collapse; the count is restored afterwards.
     """
 
     #: which of ``batch_size`` / ``n_epochs`` may be "auto": the subclass then resolves them from
@@ -76,6 +81,10 @@ class TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     # ---- input handling -------------------------------------------------------------------
     def _check_params(self) -> None:
+        n_threads = getattr(self, "n_threads", None)
+        if n_threads is not None and (not isinstance(n_threads, numbers.Integral) or isinstance(n_threads, bool)
+                                      or n_threads < 1):
+            raise ConfigError(f"{type(self).__name__}: n_threads={n_threads!r}; expected None or an int >= 1")
         for name in ("batch_size", "n_epochs"):
             v = getattr(self, name)
             auto = name in self._auto_params
@@ -158,7 +167,18 @@ class TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.n_iter_ = 0
         return x
 
+    def _threads(self):
+        """The CPU threads of a fit: ``n_threads``, or the cores other processes leave free
+        (:func:`visionnets.threads.using_threads`); nothing changes on a GPU."""
+        if self.device_.type != "cpu":
+            return contextlib.nullcontext()
+        return using_threads(getattr(self, "n_threads", None))
+
     def _run_epochs(self, x: torch.Tensor, n_epochs: int) -> None:
+        with self._threads():
+            self._epochs(x, n_epochs)
+
+    def _epochs(self, x: torch.Tensor, n_epochs: int) -> None:
         n = x.shape[0]
         bs = min(self._batch_size(), n)
         n_batches = math.ceil(n / bs)

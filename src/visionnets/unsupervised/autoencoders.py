@@ -164,7 +164,8 @@ class AutoEncoder(TorchTransformer):
     def __init__(self, n_components: int = 64, activation: str = "sigmoid",
                  decoder_activation: str = "linear", tied: bool = True, learning_rate: float = 1e-3,
                  optimizer: str = "adam", weight_decay: float = 0.0, batch_size: int = 128,
-                 n_epochs: int = 10, device: str = "auto", random_state=None, verbose: bool = False):
+                 n_epochs: int = 10, device: str = "auto", random_state=None, verbose: bool = False,
+                 n_threads: int | None = None):
         self.n_components = n_components
         self.activation = activation
         self.decoder_activation = decoder_activation
@@ -177,6 +178,7 @@ class AutoEncoder(TorchTransformer):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.n_threads = n_threads
 
     # ---- what subclasses change -------------------------------------------------------------
     def _sparsity(self) -> float:
@@ -290,11 +292,12 @@ class SparseAutoEncoder(AutoEncoder):
     def __init__(self, n_components: int = 64, sparsity: float = 0.1, activation: str = "sigmoid",
                  decoder_activation: str = "linear", tied: bool = True, learning_rate: float = 1e-3,
                  optimizer: str = "adam", weight_decay: float = 0.0, batch_size: int = 128,
-                 n_epochs: int = 10, device: str = "auto", random_state=None, verbose: bool = False):
+                 n_epochs: int = 10, device: str = "auto", random_state=None, verbose: bool = False,
+                 n_threads: int | None = None):
         super().__init__(n_components=n_components, activation=activation,
                          decoder_activation=decoder_activation, tied=tied, learning_rate=learning_rate,
                          optimizer=optimizer, weight_decay=weight_decay, batch_size=batch_size,
-                         n_epochs=n_epochs, device=device, random_state=random_state, verbose=verbose)
+                         n_epochs=n_epochs, device=device, random_state=random_state, verbose=verbose, n_threads=n_threads)
         self.sparsity = sparsity
 
     def _check_params(self) -> None:
@@ -324,11 +327,12 @@ class DenoisingAutoEncoder(AutoEncoder):
                  activation: str = "sigmoid", decoder_activation: str = "linear", tied: bool = True,
                  learning_rate: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
                  batch_size: int = 128, n_epochs: int = 10, device: str = "auto", random_state=None,
-                 verbose: bool = False):
+                 verbose: bool = False,
+                 n_threads: int | None = None):
         super().__init__(n_components=n_components, activation=activation,
                          decoder_activation=decoder_activation, tied=tied, learning_rate=learning_rate,
                          optimizer=optimizer, weight_decay=weight_decay, batch_size=batch_size,
-                         n_epochs=n_epochs, device=device, random_state=random_state, verbose=verbose)
+                         n_epochs=n_epochs, device=device, random_state=random_state, verbose=verbose, n_threads=n_threads)
         self.noise = noise
         self.noise_level = noise_level
 

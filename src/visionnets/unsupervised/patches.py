@@ -192,7 +192,8 @@ class KMeans(TorchTransformer):
 
     def __init__(self, n_clusters: int = 64, n_epochs: int = 10, spherical: bool = False,
                  activation: str = "triangle", init: str = "k-means++", batch_size: int = 4096,
-                 device: str = "auto", random_state=None, verbose: bool = False):
+                 device: str = "auto", random_state=None, verbose: bool = False,
+                 n_threads: int | None = None):
         self.n_clusters = n_clusters
         self.n_epochs = n_epochs
         self.spherical = spherical
@@ -202,6 +203,7 @@ class KMeans(TorchTransformer):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.n_threads = n_threads
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -231,7 +233,11 @@ class KMeans(TorchTransformer):
     # fit = full Lloyd iterations (overrides the mini-batch loop)
     def fit(self, X, y=None):
         x = self._start(X)
+        with self._threads():
+            self._lloyd(x)
+        return self
 
+    def _lloyd(self, x) -> None:
         for _ in range(self.n_epochs):
             started = time.perf_counter()
             sums = torch.zeros_like(self.cluster_centers_)
@@ -251,7 +257,6 @@ class KMeans(TorchTransformer):
             self.history_.append({"epoch": self.n_iter_, "inertia": inertia / x.shape[0],
                                   "empty_clusters": int((counts == 0).sum())})
             self._report(self.history_[-1], started)
-        return self
 
     def _update_from_sums(self, sums, counts) -> None:
         nz = counts > 0

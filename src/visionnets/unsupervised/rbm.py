@@ -213,7 +213,8 @@ class RBM(TorchTransformer):
                  momentum: float = 0.0, weight_decay: float = 0.0, sparsity_target: float | None = None,
                  sparsity_cost: float = 0.0, batch_size: int | str = "auto", n_epochs: int | str = "auto",
                  device: str = "auto", random_state=None, verbose: bool = False, monitor: bool = False,
-                 visible_bias_init: str = "data", matmul_dtype: str = "float32"):
+                 visible_bias_init: str = "data", matmul_dtype: str = "float32",
+                 n_threads: int | None = None):
         self.n_components = n_components
         self.visible = visible
         self.sigma = sigma
@@ -229,6 +230,7 @@ class RBM(TorchTransformer):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.n_threads = n_threads
         self.monitor = monitor
         self.visible_bias_init = visible_bias_init
         self.matmul_dtype = matmul_dtype

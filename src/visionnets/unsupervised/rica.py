@@ -77,7 +77,8 @@ class RICA(TorchTransformer):
     def __init__(self, n_components: int = 64, sparsity: float = 0.1, epsilon: float = 1e-2,
                  optimizer: str = "lbfgs", learning_rate: float = 1e-2, max_iter: int = 20,
                  batch_size: int = 10000, n_epochs: int = 5, device: str = "auto",
-                 random_state=None, verbose: bool = False):
+                 random_state=None, verbose: bool = False,
+                 n_threads: int | None = None):
         self.n_components = n_components
         self.sparsity = sparsity
         self.epsilon = epsilon
@@ -89,6 +90,7 @@ class RICA(TorchTransformer):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.n_threads = n_threads
 
     def _check_params(self) -> None:
         super()._check_params()
