@@ -71,3 +71,35 @@ def test_every_executor_honours_precision_and_compile(tmp_path, executor):
     r = api.train("digits_convnet", [*QUICK, "train.epochs=1", "train.precision=bf16", "train.compile=true"],
                   out=tmp_path / executor, progress=False, figures=False, executor=executor, **opts)
     assert r.final["test_error"] < 0.5
+
+
+def test_channels_last_trains_the_same_net_in_nhwc_memory(tmp_path):
+    """train.channels_last: the conv weights and the batches the model sees are NHWC; the run
+    equals the NCHW run up to float32 rounding."""
+    conv = ["model={name: convnet, stages: [{layer: conv, channels: 8, kernel: 3, rectify: relu, pool: max, "
+            "pool_size: 2, norm: batch}, {layer: conv, channels: 8, kernel: 2, rectify: relu}], hidden: [32]}",
+            "train.epochs=2"]
+    ref = run(tmp_path, "nchw", *conv)
+    seen = []
+    got = api.train("digits_convnet", [*QUICK, *conv, "train.channels_last=true"], out=tmp_path / "nhwc",
+                    progress=False, figures=False,
+                    callbacks=(lambda trainer, record: seen.append(trainer.model),))
+    weight = next(p for p in seen[0].parameters() if p.dim() == 4 and p.shape[1] > 1)
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    for a, b in zip(got.history, ref.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-3)
+    assert got.final["test_error"] == pytest.approx(ref.final["test_error"], abs=0.01)
+
+
+def test_train_step_hands_the_model_nhwc_batches():
+    from visionnets.data.batch import Batch
+    from visionnets.objectives import Supervised
+
+    shapes = []
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 3))
+    net[0].register_forward_pre_hook(lambda m, args: shapes.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    batch = Batch(x=torch.randn(4, 2, 8, 8), y=torch.tensor([0, 1, 2, 0]))
+    for cl in (False, True):
+        step_mod.train_step(net, Supervised(), batch, seed=0, stream=0, step=0, params=list(net.parameters()),
+                            channels_last=cl)
+    assert shapes == [False, True]

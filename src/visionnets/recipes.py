@@ -83,6 +83,7 @@ class TrainSection(_Section):
     grad_clip: PosFloat | None = None
     precision: Literal["fp32", "bf16"] = "fp32"   # bf16: the forward under bfloat16 autocast (fast bf16 only)
     compile: bool = False                          # the training step's forward under torch.compile
+    channels_last: bool = False                    # images and conv weights in NHWC memory (oneDNN's own layout)
     max_steps_per_epoch: PosInt | None = None
     eval_test_each_epoch: bool = True
     checkpoint_every_steps: PosInt | None = None   # also checkpoint inside an epoch, every this many steps

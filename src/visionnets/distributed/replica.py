@@ -97,7 +97,7 @@ class Replica:
             self._build(build_model_for(self.rec, self.dataset))
 
     def _build(self, model: nn.Module) -> None:
-        self.model = model
+        self.model = model.to(memory_format=torch.channels_last) if self.rec.train.channels_last else model
         self.model.train()
         self.step_module = for_training(self.model, self.rec.train.compile)
         self.params = self.all_params = list(self.model.parameters())
@@ -175,7 +175,8 @@ class Replica:
             batch = self.loader.batch_at(*divmod(step, self.nb))
             out = train_step(self.step_module, self.objective, batch, seed=self.rec.seed, stream=self.slot, step=step,
                              params=self.all_params, augment=self.augment, grad_clip=self.grad_clip,
-                             where=f"replica {self.slot}, its step {step}", precision=self.rec.train.precision)
+                             where=f"replica {self.slot}, its step {step}", precision=self.rec.train.precision,
+                             channels_last=self.rec.train.channels_last)
             g = flat_grad(self.params)
             acc = g if acc is None else acc.add_(g)
             group_examples += batch.size

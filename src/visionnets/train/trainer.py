@@ -77,7 +77,7 @@ def trainer_options(rec: Recipe) -> dict[str, Any]:
     return dict(epochs=t.epochs, batch_size=t.batch_size, eval_batch_size=t.eval_batch_size,
                 optimizer=t.optimizer, schedule=t.schedule, early_stopping=t.early_stopping,
                 grad_clip=t.grad_clip, augment=build_augment(rec.data.augment), seed=rec.seed,
-                precision=t.precision, compile=t.compile, threads=rec.threads,
+                precision=t.precision, compile=t.compile, channels_last=t.channels_last, threads=rec.threads,
                 device=rec.device, max_steps_per_epoch=t.max_steps_per_epoch,
                 eval_test_each_epoch=t.eval_test_each_epoch, checkpoint_every_steps=t.checkpoint_every_steps,
                 labeled_per_batch=t.labeled_per_batch)
@@ -104,10 +104,13 @@ class Trainer:
                  max_steps_per_epoch: int | None = None, eval_test_each_epoch: bool = True,
                  callbacks: tuple[Callable, ...] = (), started: float | None = None, writer: bool = True,
                  checkpoint_every_steps: int | None = None, labeled_per_batch: int | None = None,
-                 precision: str = "fp32", compile: bool = False, threads: int | None = None):
+                 precision: str = "fp32", compile: bool = False, channels_last: bool = False,
+                 threads: int | None = None):
         self.device = resolve_device(device)
         self.threads = threads              # CPU threads; None: chosen before each epoch (visionnets.threads)
-        self.model = model.to(self.device)
+        self.channels_last = channels_last  # image batches and the model's conv weights in NHWC memory
+        self.model = (model.to(self.device, memory_format=torch.channels_last) if channels_last
+                      else model.to(self.device))
         self.objective, self.dataset = objective, dataset
         self.epochs, self.batch_size, self.eval_batch_size = epochs, batch_size, eval_batch_size
         self.opt_spec = optimizer or OptimizerSection()
@@ -196,7 +199,7 @@ class Trainer:
         """FPROP and BPROP of one batch (the shared step), gradients left in the parameters."""
         return train_step(self.step_module, self.objective, batch, seed=self.seed, stream=self.stream,
                           step=self.step, params=self.params, augment=self.augment, grad_clip=self.grad_clip,
-                          where=self.where, precision=self.precision)
+                          where=self.where, precision=self.precision, channels_last=self.channels_last)
 
     def save_progress(self, batches: int, tally: Tally, seconds: float, wall_s: float) -> None:
         """A checkpoint inside an epoch: the run state, the batch to continue at, the partial sums."""
