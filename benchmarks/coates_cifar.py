@@ -125,6 +125,7 @@ def main(argv=None) -> int:
              **clf, "paper_test_accuracy": paper, "learner_history_last": f["learner_history_last"],
              "seconds": s, "features_from_cache": from_cache, "svm_max_iter": args.max_iter,
              "svm_tune_max_iter": args.tune_max_iter if len(args.C) > 1 else None,
+             "threads": args.threads,
              "filters_png": (str(png.relative_to(REPO)) if png.is_relative_to(REPO) else str(png)) if png else None}
         rows.append(r)
         print(f"{name:20s} {r['test_accuracy']:7.2f} {paper if paper else '-':>8} {r['train_accuracy']:8.2f} "
