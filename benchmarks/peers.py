@@ -10,10 +10,12 @@ visionnets / peer (below 1: visionnets is faster).
   per training epoch (the median of epochs 2.., so JIT compilation and warm-up are excluded;
   the first epoch is reported too) and the test error after ``--epochs`` epochs.
   visionnets (the Trainer, as ``visionnets train`` runs it, fp32 and ``train.precision: bf16``),
-  a plain PyTorch loop, Keras 3 on JAX (``model.fit``) and a plain JAX loop (one jitted step).
+  a plain PyTorch loop (``torch.nn`` modules), Keras 3 on JAX (``model.fit``) and a plain JAX
+  loop (one jitted step).
 - ``convnet``: the ``mnist_convnet`` network (conv 5x5 32 -> relu -> max-pool -> batch norm,
   conv 5x5 64 -> ..., 512 hidden, dropout 0.5), same optimizer, no augmentation: visionnets
-  fp32 and bf16, a plain PyTorch loop on the same modules, Keras 3 on JAX.
+  fp32, and bf16 with ``train.channels_last``; a plain PyTorch loop on the same network in
+  ``torch.nn`` modules; Keras 3 on JAX.
 - ``rbm``: a Bernoulli RBM, 256 hidden units, one epoch of persistent CD-1 over 10,000 MNIST
   images at batch 10, 20, 64 and 256: ``visionnets.unsupervised.RBM`` against scikit-learn's
   ``BernoulliRBM`` (float32 input for both).
@@ -73,6 +75,7 @@ def recipe(section: str, epochs: int, precision: str) -> dict:
     return {"name": f"peers_{section}", "seed": 0, "data": {"name": "mnist", "val_fraction": 0.0833333},
             "model": model, "objective": {"name": "supervised", "loss": "cross_entropy"},
             "train": {"epochs": epochs, "batch_size": BATCH, "precision": precision,
+                      "channels_last": section == "convnet" and precision == "bf16",
                       "optimizer": {"name": "sgd", "lr": EPOCHS_LR, "momentum": MOMENTUM}}}
 
 
