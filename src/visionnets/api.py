@@ -114,8 +114,9 @@ def load_run(run_dir: str | Path, data_dir: str | Path | None = None, which: str
 def evaluate(run: Run, split: str = "test", device: str = "auto") -> dict[str, Any]:
     """Loss and error of a loaded run on ``split``: {split, n, loss, error, accuracy}."""
     dev = resolve_device(device)
-    result = evaluate_model(run.model.to(dev), run.objective, run.dataset.split(split),
-                            run.recipe["train"]["eval_batch_size"], dev)
+    t = run.recipe["train"]
+    result = evaluate_model(run.model.to(dev), run.objective, run.dataset.split(split), t["eval_batch_size"], dev,
+                            t.get("precision", "fp32"), t.get("channels_last", False))
     return {"split": split, **result}
 
 

@@ -87,7 +87,8 @@ class DDPTrainer(Trainer):
 
     def split_means(self, split: str) -> dict[str, float | None]:
         part = self.dataset.split(split).subset(slice(self.rank, None, self.workers))
-        tally = tally_split(self.model, self.objective, part, self.eval_batch_size, self.device)
+        tally = tally_split(self.model, self.objective, part, self.eval_batch_size, self.device, self.precision,
+                            self.channels_last)
         return all_reduce_tally(tally, self.device).means()
 
     def executor_stats(self) -> dict[str, Any]:

@@ -357,7 +357,9 @@ class Downpour:
 
     # ---------------------------------------------------------------- epochs
     def _split_means(self, split: str) -> dict[str, float | None]:
-        return tally_split(self.model, self.objective, self.dataset.split(split), self.rec.train.eval_batch_size).means()
+        t = self.rec.train
+        return tally_split(self.model, self.objective, self.dataset.split(split), t.eval_batch_size,
+                           precision=t.precision, channels_last=t.channels_last).means()
 
     def _epoch_end(self, window: Tally, t_window: float) -> bool:
         self.epoch += 1

@@ -101,6 +101,20 @@ def for_training(module: nn.Module, compile: bool = False):
     return Compiled(module) if compile else module
 
 
+def in_layout(batch: Batch, channels_last: bool) -> Batch:
+    """``batch`` with its image field (4-D ``x``) in NHWC memory when ``channels_last``."""
+    if channels_last and "x" in batch and batch["x"].dim() == 4:
+        return batch.replace(x=batch["x"].contiguous(memory_format=torch.channels_last))
+    return batch
+
+
+def forward_autocast(precision: str, device: torch.device):
+    """The autocast context of ``train.precision`` on ``device`` (disabled for fp32 or no fast bf16):
+    the training FPROP and the evaluations of a run both run under it."""
+    dtype = autocast_dtype(precision, device)
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 def train_step(module: nn.Module, objective: Callable, batch: Batch, *, seed: int, stream: int, step: int,
                params: list[nn.Parameter], augment: Callable | None = None, grad_clip: float | None = None,
                where: str | Callable[[], str] | None = None, precision: str = "fp32",
@@ -122,12 +136,10 @@ def train_step(module: nn.Module, objective: Callable, batch: Batch, *, seed: in
     augment_seed, forward_seed = step_seeds(seed, stream, step)
     if augment is not None:
         batch = batch.replace(x=augment(batch["x"], torch.Generator().manual_seed(augment_seed)))
-    if channels_last and "x" in batch and batch["x"].dim() == 4:
-        batch = batch.replace(x=batch["x"].contiguous(memory_format=torch.channels_last))
+    batch = in_layout(batch, channels_last)
     device = next(iter(batch.values())).device
     seed_forward(forward_seed, device)                              # dropout and the like
-    dtype = autocast_dtype(precision, device)
-    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    with forward_autocast(precision, device):
         out = objective(module, batch)                              # FPROP
     if not torch.isfinite(out.loss):
         at = where() if callable(where) else where or f"step {step + 1}"

@@ -43,28 +43,33 @@ from visionnets.train.record import EarlyStopping, RunRecord, Tally, epoch_recor
 from visionnets.train.rundir import RunDir
 from visionnets.train.setup import EXECUTORS, Setup, objective_for
 from visionnets.threads import auto_threads
-from visionnets.train.step import for_training, train_step
+from visionnets.train.step import for_training, forward_autocast, in_layout, train_step
 
 
 @torch.no_grad()
 def tally_split(model: nn.Module, objective: Callable, data: Split, batch_size: int = 1000,
-                device: torch.device | str = "cpu") -> Tally:
-    """The objective's loss and metrics summed over ``data``, in eval mode, without gradients."""
+                device: torch.device | str = "cpu", precision: str = "fp32", channels_last: bool = False) -> Tally:
+    """The objective's loss and metrics summed over ``data``, in eval mode, without gradients
+    (under the run's ``precision`` and memory layout, as its training steps)."""
     was_training = model.training
     model.eval()
     tally = Tally()
+    device = torch.device(device)
     try:
         for batch in TensorLoader(data, batch_size, device=device):
-            tally.add(objective(model, batch), batch.size)
+            with forward_autocast(precision, device):
+                out = objective(model, in_layout(batch, channels_last))
+            tally.add(out, batch.size)
     finally:
         model.train(was_training)
     return tally
 
 
 def evaluate_model(model: nn.Module, objective: Callable, data: Split, batch_size: int = 1000,
-                   device: torch.device | str = "cpu") -> dict[str, Any]:
+                   device: torch.device | str = "cpu", precision: str = "fp32",
+                   channels_last: bool = False) -> dict[str, Any]:
     """``{n, loss, error, accuracy, ...}`` of ``model`` on a Split (error and accuracy for a classifier)."""
-    means = tally_split(model, objective, data, batch_size, device).means()
+    means = tally_split(model, objective, data, batch_size, device, precision, channels_last).means()
     out: dict[str, Any] = {"n": len(data), **means}
     if out.get("error") is not None:
         out["accuracy"] = 1.0 - out["error"]
@@ -147,12 +152,13 @@ class Trainer:
     def evaluate(self, split: str = "test") -> dict[str, Any]:
         """Mean loss and error rate of the model on ``split`` (train, val or test)."""
         return {"split": split, **evaluate_model(self.model, self.objective, self.dataset.split(split),
-                                                 self.eval_batch_size, self.device)}
+                                                 self.eval_batch_size, self.device, self.precision,
+                                                 self.channels_last)}
 
     def split_means(self, split: str) -> dict[str, float | None]:
         """The objective's loss and metrics on ``split`` (DDP: summed over the workers' parts)."""
         return tally_split(self.model, self.objective, self.dataset.split(split), self.eval_batch_size,
-                           self.device).means()
+                           self.device, self.precision, self.channels_last).means()
 
     def reduce(self, tally: Tally) -> Tally:
         """The epoch's training sums of every worker (one process: its own)."""
