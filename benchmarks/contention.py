@@ -99,6 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", nargs="+", default=["rbm", "mlp", "lc"])
     args = ap.parse_args(argv)
     os.environ.pop("VISIONNETS_THREADS", None)      # the default policy, not a pinned count
+    os.environ.pop("OMP_NUM_THREADS", None)
     cores = len(os.sched_getaffinity(0))
     n_load = args.load or cores
     all_jobs, rows = jobs(), []

@@ -30,6 +30,7 @@ def test_others_busy_subtracts_own_time(monkeypatch):
 def test_unreadable_load_keeps_all_cores(monkeypatch):
     monkeypatch.setattr(threads, "_busy_seconds", lambda: None)
     monkeypatch.delenv("VISIONNETS_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads.others_busy() is None
     assert threads.auto_threads() == threads.available_cores()
 
@@ -40,6 +41,9 @@ def test_overrides_in_order(monkeypatch):
     assert threads.auto_threads(2) == 2                  # an explicit count wins
     assert threads.auto_threads() == 3                   # then the environment
     monkeypatch.delenv("VISIONNETS_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads.auto_threads() == 1                   # then a count given to the process
+    monkeypatch.delenv("OMP_NUM_THREADS")
     monkeypatch.setattr(threads, "available_cores", lambda: 4)
     assert threads.auto_threads() == 4                   # then the free cores
     monkeypatch.setattr(threads, "others_busy", lambda: 3.0)

@@ -15,7 +15,8 @@ its last call (at least 50 ms: the first call waits that long), and answers
 ``cores - round(others' busy cores)``, at least 1. The Trainer asks before every epoch and the
 estimators of ``visionnets.unsupervised`` before every ``fit``. A number overrides the choice
 everywhere: ``threads`` in a recipe, ``n_threads`` on an estimator, or the environment variable
-``VISIONNETS_THREADS``. Where the load cannot be read (not Linux), torch's own count is kept.
+``VISIONNETS_THREADS``; ``OMP_NUM_THREADS``, when set, is kept too. Where the load cannot be read
+(not Linux), all the cores are used.
 
 Thread counts change float32 rounding in some kernels (convolutions), so two runs on a machine
 whose load differs may differ in the last bits; pin ``threads`` for bit-identical repeats.
@@ -114,7 +115,8 @@ def pinned_threads() -> int | None:
 
 
 def auto_threads(requested: int | None = None) -> int:
-    """``requested`` if given, else ``VISIONNETS_THREADS``, else the cores others leave free."""
+    """``requested`` if given, else ``VISIONNETS_THREADS``, else ``OMP_NUM_THREADS`` (a count given
+    to the whole process, e.g. by a job scheduler), else the cores others leave free."""
     if requested is not None:
         if not isinstance(requested, numbers.Integral) or isinstance(requested, bool) or requested < 1:
             raise ConfigError(f"threads={requested!r}; expected None or an int >= 1")
@@ -122,6 +124,9 @@ def auto_threads(requested: int | None = None) -> int:
     pinned = pinned_threads()
     if pinned is not None:
         return pinned
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) >= 1:          # the process was given a count: keep it
+        return int(omp)
     return choose_threads(available_cores(), others_busy())
 
 
