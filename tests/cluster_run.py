@@ -17,6 +17,23 @@ TINY = ["model.stages=[{channels: 4, kernel: 3, padding: same}]", "model.hidden=
         "data.augment=[]", "train.batch_size=50", "train.schedule.warmup_epochs=0", "train.epochs=3"]
 
 
+def wait_until_dead(ip: str, timeout: float = 120.0) -> None:
+    """Block until Ray has declared node ``ip`` dead. Its worker processes may outlive the
+    raylet for a few seconds and still answer calls; waiting makes the loss certain before the
+    run goes on, whatever the speed of the training steps (a fast run could otherwise finish
+    before Ray noticed, and see no failure)."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(n["Alive"] for n in ray.nodes() if n["NodeManagerAddress"] == ip):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"Ray did not declare node {ip} dead within {timeout:g} s")
+
+
 def main(out: str, run_dir: str) -> None:
     import os
 
@@ -39,6 +56,7 @@ def main(out: str, run_dir: str) -> None:
                     lambda actor: __import__("ray").util.get_node_ip_address()) for h in handles]))
                 seen["replica_nodes"], seen["shard_nodes"] = where(driver.replicas), where(driver.shards)
                 cluster.kill_node("127.0.0.2")
+                wait_until_dead("127.0.0.2")
                 cluster.add_node("127.0.0.3", 1)
                 save_groups()
 
