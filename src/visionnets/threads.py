@@ -3,11 +3,12 @@ other processes keep busy.
 
 Why: torch's OpenMP threads spin while they wait for one another. When another process holds a
 core, a parallel region waits for a thread the kernel has descheduled, and a 2-thread step gets
-slower than a 1-thread one, not faster. Measured on 2 cores with one CPU-bound process beside
-(``benchmarks/contention.py``): an RBM fit 3.5x, an MLP step 2.1x, a locally connected step 1.6x
-its 1-thread time. On a quiet machine the same 2 threads are 1.6-1.9x faster than 1. A yielding
-wait policy (``OMP_WAIT_POLICY=PASSIVE``) removes the collapse but costs quiet runs up to a third
-of their speed, and it must be set before torch is imported. So visionnets counts the others.
+slower than a 1-thread one, not faster. Measured on 2 cores with two CPU-bound processes beside
+(``benchmarks/contention.py``): an RBM fit took 2.7x, an MLP epoch 2.9x and a locally connected
+net's epoch 2.3x their 1-thread time at torch's default 2 threads; on the quiet machine 2
+threads made the locally connected net 1.6x faster than 1. A yielding wait policy
+(``OMP_WAIT_POLICY=PASSIVE``) removes the collapse but cost quiet MLP steps about a third of their
+speed (by hand), and it must be set before torch is imported. So visionnets counts the others.
 
 ``auto_threads()`` reads the CPU time the whole machine spent (``/proc/stat``; in a container
 on a larger host, the cgroup's ``cpu.stat``) against this process's own, over the time since

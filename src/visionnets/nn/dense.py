@@ -5,7 +5,7 @@ processors MKL takes its AVX2 kernels even where the CPU has AVX-512, so half th
 float32 throughput is left unused; oneDNN, which PyTorch also ships (it runs the convolutions),
 has AVX-512 kernels for every vendor. Measured on the AMD EPYC (Zen 4) of our CI machines, one
 thread, 128 x 784 @ 784 x 800: MKL 95 GFLOP/s, oneDNN 210 GFLOP/s; forward + backward of that
-layer 5.7 ms -> 3.1 ms (``benchmarks/peers.py`` times whole trainings).
+layer 5.7 ms -> 3.1 ms (by hand; ``benchmarks/peers.py`` times whole trainings: docs/speed.md).
 
 ``linear(x, W, b)`` equals ``F.linear`` (to float32 rounding: the sums are ordered differently)
 and takes oneDNN's inner product for the forward pass and both gradients when

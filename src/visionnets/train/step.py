@@ -129,7 +129,7 @@ def train_step(module: nn.Module, objective: Callable, batch: Batch, *, seed: in
     device has fast bf16; weights, gradients and the update stay float32); ``channels_last``:
     image batches (4-D ``x``) in NHWC memory, for a model moved there (``train.channels_last``:
     oneDNN convolves NHWC without reordering; 1.25x faster fp32 and 1.7x faster bf16 steps of
-    ``mnist_convnet`` on one CPU thread).
+    ``mnist_convnet`` on one CPU thread, by hand).
     """
     if hasattr(objective, "at_step"):
         objective.at_step(step)                                     # weight schedules
