@@ -32,8 +32,9 @@ SETTINGS = ("1 thread", "all cores", "visionnets default")
 
 
 def _busy() -> None:
-    while True:
-        pass
+    n = 0
+    while True:        # one core kept busy until the process is terminated
+        n += 1
 
 
 def _dataset(n: int, shape: tuple[int, ...]):

@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import data_dir, table, write_json
+from _common import data_dir, plain_epoch, table, write_json
 
 EPOCHS_LR, MOMENTUM, BATCH = 0.05, 0.9, 128
 IMPLS = {"mlp": ["visionnets", "visionnets_bf16", "torch", "keras_jax", "jax"],
@@ -96,7 +96,6 @@ def net_visionnets(section: str, epochs: int, root: str, precision: str, device:
 def net_torch(section: str, epochs: int, root: str, device: str) -> dict:
     """A plain PyTorch loop: the same network in ``torch.nn`` modules, tensors in memory, randperm batches."""
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     xtr, ytr, xte, yte = (torch.as_tensor(a).to(device) for a in mnist(root))
@@ -112,16 +111,9 @@ def net_torch(section: str, epochs: int, root: str, device: str) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=EPOCHS_LR, momentum=MOMENTUM)
     times = []
     for epoch in range(epochs):
-        model.train()
         sync(device)
         t = time.perf_counter()
-        perm = torch.randperm(len(xtr), device=device)
-        for lo in range(0, len(xtr), BATCH):
-            idx = perm[lo:lo + BATCH]
-            loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        plain_epoch(model, opt, xtr, ytr, torch.randperm(len(xtr), device=device), BATCH)
         sync(device)
         times.append(time.perf_counter() - t)
     model.eval()

@@ -22,9 +22,8 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
 
-from _common import table, write_json
+from _common import plain_epoch, table, write_json
 from visionnets.data.base import Dataset, Split
 from visionnets.models import build_model
 from visionnets.objectives import Supervised
@@ -36,14 +35,7 @@ def plain_loop(model, x, y, xt, yt, epochs, bs, lr):
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     for epoch in range(epochs):
         g = torch.Generator().manual_seed(epoch)
-        perm = torch.randperm(len(x), generator=g)
-        model.train()
-        for i in range(0, len(x), bs):
-            idx = perm[i:i + bs]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        plain_epoch(model, opt, x, y, torch.randperm(len(x), generator=g), bs)
         model.eval()
         with torch.no_grad():
             err = sum((model(xt[i:i + 1000]).argmax(1) != yt[i:i + 1000]).sum().item() for i in range(0, len(xt), 1000))

@@ -63,8 +63,7 @@ def test_using_threads_restores_the_count():
         assert n == torch.get_num_threads() == before + 1
     assert torch.get_num_threads() == before
     with pytest.raises(ConfigError, match="threads=0"):
-        with threads.using_threads(0):
-            pass
+        threads.using_threads(0).__enter__()
 
 
 def test_estimators_fit_with_their_threads(monkeypatch):

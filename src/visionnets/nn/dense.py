@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visionnets.errors import ConfigError
+from visionnets.nn import functional
 
 BACKENDS = ("auto", "onednn", "aten")
 _backend = os.environ.get("VISIONNETS_LINEAR", "auto")
@@ -85,11 +86,7 @@ def _plain_eager(*tensors: Tensor) -> bool:
         return False
     if torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active():
         return False
-    if torch.is_autocast_enabled("cpu"):
-        return False
-    from visionnets.nn import functional
-
-    if functional._PORTABLE:
+    if torch.is_autocast_enabled("cpu") or functional._PORTABLE:
         return False
     return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.layout == torch.strided
                and t.numel() > 0 for t in tensors)
