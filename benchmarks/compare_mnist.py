@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from visionnets.baselines import BASELINES
-from visionnets.baselines.compare import (TUTORIAL_MNIST, TUTORIAL_NETS, Row, load_arrays, row_from_run,
-                                          run_baseline, subsample_rows)
+from visionnets.baselines.compare import (TUTORIAL_MNIST, TUTORIAL_NETS, TWINS, Row, baseline_protocol, load_arrays,
+                                          parallel_speedup, row_from_run, run_baseline, subsample_rows)
 from visionnets.baselines.table import properties, render_properties, render_table, report
 
 HERE = Path(__file__).resolve().parent
@@ -51,6 +51,10 @@ OPTIONS = {                         # cheapest first
     "svm_rbf": {},
 }
 MAX_TRAIN: dict[str, int] = {}      # a method -> cap on its training images (none: all 60,000)
+# The "Easy to parallelize" job (fit + predict with 1, then 2 threads, on --parallel images):
+# the same settings, fewer boosting rounds (the time per round is what parallelizes).
+PARALLEL_OPTIONS = {"boosted_stumps": {"n_rounds": 50}, "haar_stumps": {"n_features": 2000, "n_rounds": 50},
+                    "product_stumps": {"n_rounds": 20, "product_size": 3}}
 
 
 def reference_seconds(repeats: int = 5) -> float:
@@ -66,7 +70,7 @@ def reference_seconds(repeats: int = 5) -> float:
 
 
 def finished_runs(root: Path) -> list[Path]:
-    """The newest finished run directory under ``root`` of each recipe in TUTORIAL_NETS.
+    """The newest finished run directory under ``root`` of each recipe in TUTORIAL_NETS or TWINS.
 
     A run is finished when its metrics.jsonl reaches the recipe's ``train.epochs`` (or it stopped
     early: best_epoch recorded with patience exhausted) and its last checkpoint exists.
@@ -79,7 +83,7 @@ def finished_runs(root: Path) -> list[Path]:
         rec = yaml.safe_load(recipe_path.read_text()) or {}
         name = rec.get("name")
         metrics = run / "metrics.jsonl"
-        if name not in TUTORIAL_NETS or not metrics.is_file():
+        if name not in TUTORIAL_NETS and name not in TWINS or not metrics.is_file():
             continue
         lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         epochs = (rec.get("train") or {}).get("epochs")
@@ -135,6 +139,8 @@ def rows_from_pretrain_json(path: Path, data_dir: str | None) -> list[Row]:
             params={"epochs": r["epochs"], "model": rec.model, "pretrain": r["recipe"].get("pretrain")},
             notes="error and training time from benchmarks/mnist_pretrain.py (weights not kept); "
                   "test time measured here on the same architecture",
+            protocol=(f"all {len(dataset.train):,} training images, no validation; the last epoch ({r['epochs']})"
+                      + ("; layers pretrained without labels first" if rec.pretrain is not None else "")),
             extra={"pretrained": rec.pretrain is not None, "pretrain_seconds": r.get("pretrain_seconds")}))
     return rows
 
@@ -192,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", metavar="MD", default=None,
                    help="rewrite the tables between <!-- RESULTS --> markers of MD (e.g. docs/compare.md)")
     p.add_argument("--resume", action="store_true", help="keep the rows already in the JSON")
+    p.add_argument("--rows-json", nargs="+", default=[], metavar="PATH",
+                   help="take these methods' rows from a `visionnets compare` JSON instead of training them "
+                        "(e.g. benchmarks/results/boosting_mnist.json, AdaBoost.MH's 1,000 rounds)")
     p.add_argument("--threads", type=int, default=None, help="cap BLAS/OpenMP threads (default: all)")
+    p.add_argument("--parallel", type=int, default=10000, metavar="N",
+                   help="time each baseline's fit + predict on N training images with 1 and 2 threads "
+                        "(the 'Easy to parallelize' cells; 0: skip)")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--dataset", default="mnist", choices=["mnist", "digits"],
                    help="digits: a smoke test of this script in seconds")
@@ -203,11 +215,28 @@ def main(argv: list[str] | None = None) -> int:
     path = out / f"{stem}.json"
     rows: list[Row] = []
     ref = [reference_seconds()]
+    from threadpoolctl import threadpool_limits
+
+    _, train, test = load_arrays(args.dataset, args.data_dir)
+    names = {f.name for f in fields(Row)}
     if args.resume and path.is_file():
         old = json.loads(path.read_text())
-        names = {f.name for f in fields(Row)}
         rows = [Row(**{k: v for k, v in r.items() if k in names}) for r in old["rows"]]
         ref = old.get("reference_seconds", []) + ref
+    for extra_json in args.rows_json:                  # baselines measured by `visionnets compare` elsewhere
+        got = json.loads(Path(extra_json).read_text())
+        if got.get("dataset") != args.dataset:
+            raise SystemExit(f"{extra_json}: rows measured on {got.get('dataset')!r}; this table is for {args.dataset!r}")
+        for r in got["rows"]:
+            if r["kind"] == "baseline" and r["method"] in args.methods and r["method"] not in {x.method for x in rows}:
+                row = Row(**{k: v for k, v in r.items() if k in names})
+                row.source = f"{Path(extra_json).name}: {row.source}"
+                rows.append(row)
+    for r in rows:                                     # rows measured before the protocol and uncertainty columns
+        if r.kind == "baseline" and not r.protocol:
+            r.protocol = baseline_protocol(r.n_train, len(train[0]))
+        if r.kind == "baseline" and "uncertainty" not in r.extra and not BASELINES.build(r.method, {}).gives_probabilities:
+            r.extra["scores_only"] = True
     done = {r.method for r in rows}
     measured = {}
     if args.distributed_json:
@@ -217,32 +246,42 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"dataset": args.dataset, "benchmark": "benchmarks/compare_mnist.py",
                 "reference": "10 float32 1024x1024 matrix products (best of 5), seconds",
                 "reference_seconds": ref, "threads": args.threads,
-                "options": OPTIONS, "max_train": MAX_TRAIN}
+                "options": OPTIONS, "max_train": MAX_TRAIN, "parallel_options": PARALLEL_OPTIONS,
+                "parallel_images": args.parallel}
         for r in rows:
             if r.train_seconds is not None:
                 r.extra["train_ratio"] = r.train_seconds / min(ref)
         return report(rows, out, stem=stem, meta=meta, measured=measured)
 
-    from threadpoolctl import threadpool_limits
-
-    _, train, test = load_arrays(args.dataset, args.data_dir)
     for name in args.methods:
         if name in done:
-            print(f"{name}: kept from {path}", file=sys.stderr)
+            row = next(r for r in rows if r.method == name)
+            if args.parallel and "parallel" not in row.extra:
+                X, y = subsample_rows(*train, MAX_TRAIN.get(name), seed=0)
+                row.extra["parallel"] = parallel_speedup(name, (X, y), test, PARALLEL_OPTIONS.get(name, OPTIONS[name]),
+                                                         n_train=args.parallel)
+                print(f"{name}: {row.extra['parallel']['speedup']:.2f}x with 2 threads", file=sys.stderr, flush=True)
+                save()
+            print(f"{name}: kept ({row.source})", file=sys.stderr)
             continue
         X, y = subsample_rows(*train, MAX_TRAIN.get(name), seed=0)
         note = f"trained on {len(X):,} of {len(train[0]):,} training images" if len(X) < len(train[0]) else ""
         print(f"{name}: training on {len(X):,} images with {OPTIONS[name]}", file=sys.stderr, flush=True)
         before = reference_seconds(repeats=3)
         with threadpool_limits(args.threads):
-            row = run_baseline(name, (X, y), test, OPTIONS[name], note=note)
+            row = run_baseline(name, (X, y), test, OPTIONS[name], note=note, n_available=len(train[0]))
         row.extra["reference_seconds_before"] = before
         row.extra["threads"] = args.threads
+        if args.parallel:
+            row.extra["parallel"] = parallel_speedup(name, (X, y), test, PARALLEL_OPTIONS.get(name, OPTIONS[name]),
+                                                     n_train=args.parallel)
         if args.dataset != "mnist":
             row.tutorial_error = None            # the tutorial's numbers are for MNIST
         rows.append(row)
         print(f"{name}: error {row.error:.2f}% train {row.train_seconds:.1f}s "
-              f"test {1000 * row.test_seconds_per_1000:.1f} ms/1000", file=sys.stderr, flush=True)
+              f"test {1000 * row.test_seconds_per_1000:.1f} ms/1000"
+              + (f"; {row.extra['parallel']['speedup']:.2f}x with 2 threads" if args.parallel else ""),
+              file=sys.stderr, flush=True)
         save()
     run_dirs = [Path(r) for r in args.runs]
     if args.find_runs:

@@ -84,6 +84,7 @@ def test_options_and_caps():
                    max_train={"knn": 100}, subsample=500)
     assert rows[0].params == {"k": 1} and rows[0].n_train == 100
     assert "trained on 100 of 500" in rows[0].notes
+    assert rows[0].protocol.startswith("100 of 500 training images;")
     with pytest.raises(ConfigError, match="options.svm_rbf: not among the selected methods"):
         compare(_digits(), methods=["knn"], options={"svm_rbf": {"C": 1.0}})
     with pytest.raises(ConfigError, match="METHOD.KEY=VALUE"):
@@ -113,7 +114,24 @@ def test_properties_table(all_rows):
         assert list(cells) == PROPERTIES
         assert cells["Fast training"].endswith("[measured]")
         assert cells["Fast at test time"].endswith("[measured]")
-        assert cells["Easy to parallelize"] == NOT_MEASURED
+        assert cells["Easy to parallelize"] == NOT_MEASURED      # compare(parallel=N) measures it
+    # probabilities where the method has them (k-NN: vote fractions), "scores only" elsewhere
+    unc = {r.method: r.extra.get("uncertainty") for r in all_rows}
+    assert {m for m, u in unc.items() if u is None} == {"boosted_stumps", "haar_stumps", "product_stumps",
+                                                       "linear_svm", "svm_rbf"}
+    for m, u in unc.items():
+        if u is not None:
+            row = next(r for r in all_rows if r.method == m)
+            assert u["accuracy"] == pytest.approx(100 - row.error) and u["nll"] > 0 and 0 <= u["ece"] <= 100
+    assert props["SVM"]["Models uncertainty"].startswith("no (a margin") and "[by construction]" in props["SVM"]["Models uncertainty"]
+    assert props["k-NN"]["Models uncertainty"] == (f"knn: test NLL {unc['knn']['nll']:.3g} nats, ECE "
+                                                   f"{unc['knn']['ece']:.2f} % [measured]")
+    boosting = props["Boosting"]["Models uncertainty"]
+    assert "(boosted_stumps_samme, boosted_trees)" in boosting and boosting.endswith(
+        "; boosted_stumps, haar_stumps, product_stumps: scores, not probabilities [measured]")
+    assert "linear_svm: scores, not probabilities" in props["Linear"]["Models uncertainty"]
+    for r in all_rows:
+        assert r.protocol == "all 800 training images; fixed settings, no validation; the final model"
     rbm = next(r for r in all_rows if r.method == "rbm_logistic")
     gain = rbm.extra["unlabelled_gain"]
     assert gain["n_labelled"] == 200 and gain["n_unlabelled"] == 800
@@ -154,6 +172,16 @@ def test_rows_from_a_run_directory(tmp_path):
     assert row.n_parameters == sum(p.numel() for p in run.model.parameters())
     assert row.train_seconds == pytest.approx(result.final["train_seconds_total"])
     assert row.test_seconds_per_1000 > 0 and row.n_test == len(run.dataset.test)
+    # a softmax net models uncertainty: its probabilities' calibration, from the tested weights
+    from visionnets.baselines.compare import calibration, net_probabilities
+
+    probs = net_probabilities(run)
+    assert probs.shape == (len(run.dataset.test), 10) and torch.allclose(probs.sum(1), torch.ones(len(probs)))
+    assert row.extra["uncertainty"] == calibration(probs.numpy(), run.dataset.test.y.numpy())
+    assert row.extra["uncertainty"]["accuracy"] == pytest.approx(100 - row.error, abs=1e-6)
+    n_val = len(run.dataset.val)
+    assert row.protocol == (f"{len(run.dataset.train):,} training images, {n_val:,} held out for validation; "
+                            "the best-validation epoch (1 of 1)")
     with pytest.raises(ConfigError, match="trained on 'digits'; this table is for 'mnist'"):
         row_from_run(result.run_dir, "mnist")
     rows = compare("digits", methods=["knn"], runs=[result.run_dir])
@@ -168,13 +196,14 @@ def test_command_line(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     args = parser.parse_args(["digits", "--methods", "knn", "linear", "--out", str(tmp_path),
-                              "--nets", "none", "--max-train", "knn=300"])
+                              "--nets", "none", "--max-train", "knn=300", "--parallel", "200"])
     assert command.run(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("| " + " | ".join(TABLE_COLUMNS))
     assert "| property | k-NN | Linear |" in out
     rows = json.loads((tmp_path / "compare_digits.json").read_text())["rows"]
     assert [(r["method"], r["n_train"]) for r in rows] == [("knn", 300), ("linear", 1437)]
+    assert [r["extra"]["parallel"]["n_train"] for r in rows] == [200, 200]
     assert (tmp_path / "compare_digits.png").is_file()
     with pytest.raises(ConfigError, match="--max-train 'knn'"):
         command.run(parser.parse_args(["digits", "--max-train", "knn"]))
@@ -256,3 +285,90 @@ def test_the_pretrained_convnet_fills_its_row_beside_its_random_init_twin():
     nets = default_nets("mnist")
     assert nets.index("mnist_convnet") > nets.index("mnist_convnet_pretrained")
     assert default_nets("digits") == []
+
+
+def _calibration_by_loops(probs, y, bins):
+    """The plain reference: NLL and ECE one example and one bin at a time."""
+    import math
+
+    nll = sum(-math.log(max(p[t], 1e-12)) for p, t in zip(probs, y)) / len(y)
+    gap = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        idx = [i for i, p in enumerate(probs) if lo <= max(p) < hi or (b == bins - 1 and max(p) == 1.0)]
+        if idx:
+            conf = sum(max(probs[i]) for i in idx) / len(idx)
+            acc = sum(int(np.argmax(probs[i]) == y[i]) for i in idx) / len(idx)
+            gap += len(idx) / len(y) * abs(acc - conf)
+    return nll, 100 * gap
+
+
+def test_calibration_against_a_plain_loop_and_log_loss():
+    from sklearn.metrics import log_loss
+
+    from visionnets.baselines.compare import calibration
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(500, 4)) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y = rng.integers(0, 4, 500)
+    c = calibration(probs, y, bins=10)
+    nll, ece = _calibration_by_loops(probs, y, 10)
+    assert c["nll"] == pytest.approx(nll) == pytest.approx(log_loss(y, probs, labels=range(4)))
+    assert c["ece"] == pytest.approx(ece)
+    assert c["accuracy"] == pytest.approx(100 * np.mean(probs.argmax(1) == y))
+    sure = np.eye(4)[y]                                   # always right, always certain
+    assert calibration(sure, y)["ece"] == 0 and calibration(sure, y)["nll"] == pytest.approx(0, abs=1e-9)
+    wrong = np.eye(4)[(y + 1) % 4]                        # always wrong, always certain: the floor
+    assert calibration(wrong, y)["ece"] == 100 and calibration(wrong, y)["nll"] == pytest.approx(-np.log(1e-12))
+    with pytest.raises(Exception, match=r"probabilities: expected shape \(500, classes\)"):
+        calibration(probs[:10], y)
+    with pytest.raises(Exception, match=r"labels: class indices must lie in \[0, 4\)"):
+        calibration(probs, y + 1)
+
+
+def test_probabilities_follow_class_indices_and_are_none_for_scores():
+    from visionnets.baselines import BASELINES
+
+    ds = _digits()
+    X, y = ds.train.x.reshape(800, -1).numpy(), ds.train.y.numpy()
+    keep = y != 3                                          # a class never seen in training
+    knn = BASELINES.build("knn", {}).fit(X[keep], y[keep])
+    p = knn.probabilities(X[:50])
+    assert p.shape == (50, 10) and np.allclose(p.sum(1), 1) and (p[:, 3] == 0).all()
+    assert (p.argmax(1) == knn.predict(X[:50])).all()
+    for name in ("svm_rbf", "boosted_stumps"):
+        assert BASELINES.build(name, CHEAP.get(name, {})).fit(X, y).probabilities(X[:5]) is None
+    with pytest.raises(ConfigError, match="knn.probabilities: the baseline is not fitted"):
+        BASELINES.build("knn", {}).probabilities(X[:5])
+
+
+def test_parallel_speedup_times_the_same_job_with_1_and_2_threads():
+    from visionnets.baselines.compare import parallel_speedup
+
+    ds = _digits()
+    X, y = ds.train.x.reshape(800, -1).numpy(), ds.train.y.numpy()
+    Xt = ds.test.x.reshape(300, -1).numpy()
+    seen = []
+    import visionnets.baselines.compare as mod
+
+    real = mod.workers
+
+    def spy(n):
+        seen.append(n)
+        return real(n)
+
+    mod.workers = spy
+    try:
+        out = parallel_speedup("knn", (X, y), (Xt, None), n_train=400, n_test=100, repeats=2)
+    finally:
+        mod.workers = real
+    assert seen == [1, 2, 1, 2]                            # alternating
+    assert out["workers"] == [1, 2] and out["n_train"] == 400 and out["n_test"] == 100
+    assert out["speedup"] == pytest.approx(out["seconds"][0] / out["seconds"][1])
+    rows = compare(_digits(), methods=["knn"], parallel=300)
+    cell = properties(rows)["k-NN"]["Easy to parallelize"]
+    assert cell == (f"knn: {rows[0].extra['parallel']['speedup']:.2f}x with 2 threads over 1 "
+                    "(fit + predict, 300 images) [measured]")
+    with pytest.raises(ConfigError, match="repeats: expected at least 1"):
+        parallel_speedup("knn", (X, y), (Xt, None), repeats=0)

@@ -101,6 +101,27 @@ class Baseline:
         self._check_fitted("predict")
         return np.asarray(self.estimator.predict(as_features(X)))
 
+    @property
+    def gives_probabilities(self) -> bool:
+        """Whether the method predicts class probabilities (scikit-learn's ``predict_proba``)."""
+        return hasattr(self.estimator, "predict_proba")
+
+    def probabilities(self, X) -> np.ndarray | None:
+        """Class probabilities (N, n_classes), column ``k`` for class index ``k``, or None for a
+        method that gives none (a margin or a vote of weak learners is not a probability).
+
+        Classes absent from the training labels get probability 0.
+        """
+        self._check_fitted("probabilities")
+        est = self.estimator
+        if not self.gives_probabilities:           # e.g. SVC without probability=True, LinearSVC, AdaBoost.MH
+            return None
+        p = np.asarray(est.predict_proba(as_features(X)), dtype=np.float64)
+        classes = np.asarray(est.classes_, dtype=np.int64)
+        out = np.zeros((len(p), int(classes.max()) + 1))
+        out[:, classes] = p
+        return out
+
     def error(self, X, y) -> float:
         """Classification error on (X, y), in percent."""
         X = as_features(X)

@@ -12,7 +12,7 @@ the test time per 1,000 images and the number of parameters.
     >>> [(r.method, r.n_train, r.n_test, r.error < 5) for r in rows]
     [('knn', 1437, 360, True), ('linear', 1437, 360, True)]
     >>> print(render_table(rows).splitlines()[0])
-    | method | tutorial error (%) | measured error (%) | training time (s) | test time per 1,000 images (ms) | parameters | training images |
+    | method | tutorial error (%) | measured error (%) | training time (s) | test time per 1,000 images (ms) | parameters | training images | test NLL / ECE (%) | protocol |
 
 Timings are wall-clock seconds on this machine (``time.perf_counter``) around ``fit`` and
 around ``predict`` on the whole test set; the JSON records the machine they ran on.
@@ -23,11 +23,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import torch
 from threadpoolctl import threadpool_limits
 
 from visionnets.baselines.base import as_features, as_labels
@@ -80,6 +82,7 @@ class Row:
     params: dict = field(default_factory=dict)
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    protocol: str = ""               # the images it learned from, validation, which model is tested
 
 
 # ---------------------------------------------------------------- data
@@ -156,9 +159,86 @@ def _unlabelled_gain(model, X, y, Xt, yt, n_labelled: int, seed: int) -> dict:
             "error_rbm_features": e_rbm, "gain": e_pix - e_rbm}
 
 
+ECE_BINS = 15
+PROB_FLOOR = 1e-12     # a probability of 0 for the true class costs -log(1e-12) = 27.6 nats, not infinity
+
+
+def calibration(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> dict:
+    """How well predicted probabilities ``probs`` (N, classes) model the uncertainty of labels ``y``.
+
+    ``nll``: mean negative log-likelihood of the true class in nats (probabilities floored at
+    ``PROB_FLOOR``); ``ece``: expected calibration error in percent, the confidence of the
+    predicted class against its accuracy over ``bins`` equal-width confidence bins (Guo et al.
+    2017); ``confidence`` and ``accuracy``: their means, in percent.
+
+        >>> calibration(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]))["ece"]
+        45.0
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if probs.ndim != 2 or probs.shape[0] != len(y):
+        raise DataError(f"probabilities: expected shape ({len(y)}, classes), got {probs.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= probs.shape[1]):
+        raise DataError(f"labels: class indices must lie in [0, {probs.shape[1]}), got [{y.min()}, {y.max()}]")
+    p_true = probs[np.arange(len(y)), y]
+    conf, pred = probs.max(1), probs.argmax(1)
+    right = (pred == y).astype(np.float64)
+    which = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    gap = sum(abs(right[which == b].sum() - conf[which == b].sum()) for b in range(bins))
+    return {"nll": float(-np.log(np.maximum(p_true, PROB_FLOOR)).mean()), "ece": float(100 * gap / len(y)),
+            "confidence": float(100 * conf.mean()), "accuracy": float(100 * right.mean()), "bins": bins}
+
+
+@contextmanager
+def workers(n: int | None):
+    """Run the block with ``n`` threads in every pool a method may use: BLAS/OpenMP (threadpoolctl)
+    and torch's intra-op pool (None: the libraries' defaults)."""
+    if n is None:
+        yield
+        return
+    from visionnets.threads import using_threads
+
+    with threadpool_limits(n), using_threads(n):
+        yield
+
+
+def parallel_speedup(name: str, train: tuple, test: tuple, options: dict | None = None,
+                     n_train: int = 10000, n_test: int = 2000, repeats: int = 2, seed: int = 0,
+                     counts: Sequence[int] = (1, 2)) -> dict:
+    """How much the baseline ``name`` gains from more workers: the same job (fit on ``n_train``
+    training images, then predict ``n_test`` test images) with ``counts[0]`` and ``counts[-1]``
+    threads, the best of ``repeats`` alternating timings of each; ``speedup`` is the ratio.
+    """
+    if repeats < 1:
+        raise ConfigError(f"repeats: expected at least 1 timing, got {repeats}")
+    X, y = subsample_rows(*train, n_train, seed)
+    Xt = test[0][:n_test]
+    best = {n: math.inf for n in counts}
+    for _ in range(repeats):
+        for n in counts:
+            model = BASELINES.build(name, options or {}, where=f"methods.{name}")
+            with workers(n):
+                t0 = time.perf_counter()
+                model.fit(X, y)
+                model.predict(Xt)
+                best[n] = min(best[n], time.perf_counter() - t0)
+    lo, hi = counts[0], counts[-1]
+    return {"workers": list(counts), "seconds": [best[n] for n in counts], "speedup": best[lo] / best[hi],
+            "kind": "threads", "job": "fit + predict", "n_train": len(X), "n_test": len(Xt), "repeats": repeats}
+
+
+def baseline_protocol(n_train: int, n_available: int) -> str:
+    """The protocol of a baseline's row: the images it learned from, no validation, its final model."""
+    images = f"all {n_train:,}" if n_train >= n_available else f"{n_train:,} of {n_available:,}"
+    return f"{images} training images; fixed settings, no validation; the final model"
+
+
 def run_baseline(name: str, train: tuple, test: tuple, options: dict | None = None,
-                 n_labelled: int = 1000, seed: int = 0, note: str = "") -> Row:
-    """Fit the baseline ``name`` on ``train``, time it, and measure it on ``test``."""
+                 n_labelled: int = 1000, seed: int = 0, note: str = "", n_available: int | None = None) -> Row:
+    """Fit the baseline ``name`` on ``train``, time it, and measure it on ``test``: the error, the
+    times, and, for a method that predicts probabilities, their :func:`calibration`
+    (``extra["uncertainty"]``). ``n_available`` is the size of the set ``train`` was drawn from
+    (for the row's protocol)."""
     model = BASELINES.build(name, options or {}, where=f"methods.{name}")
     (X, y), (Xt, yt) = train, test
     t0 = time.perf_counter()
@@ -176,11 +256,23 @@ def run_baseline(name: str, train: tuple, test: tuple, options: dict | None = No
         extra["rounds"], extra["seconds_per_round"] = len(extra["error_by_round"]), booster.round_seconds_
     if name == "rbm_logistic" and n_labelled and n_labelled < len(X):
         extra["unlabelled_gain"] = _unlabelled_gain(model, X, y, Xt, yt, n_labelled, seed)
+    probs = model.probabilities(Xt)
+    if probs is None:
+        extra["scores_only"] = True
+    else:
+        extra["uncertainty"] = calibration(_pad_classes(probs, yt), yt)
     return Row(method=name, label=model.label, kind="baseline", tutorial_name=model.tutorial_name,
                tutorial_error=model.tutorial_error, error=float(100 * np.mean(pred != yt)),
                train_seconds=train_s, test_seconds_per_1000=test_s * 1000 / len(Xt),
                n_parameters=model.n_parameters(), n_train=len(X), n_test=len(Xt),
-               source="trained by compare", params=model.params, notes=note, extra=extra)
+               source="trained by compare", params=model.params, notes=note, extra=extra,
+               protocol=baseline_protocol(len(X), n_available or len(X)))
+
+
+def _pad_classes(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Probability columns for every class of ``y`` (a class never seen in training: 0)."""
+    n = max(probs.shape[1], int(y.max()) + 1 if len(y) else 0)
+    return probs if n == probs.shape[1] else np.pad(probs, ((0, 0), (0, n - probs.shape[1])))
 
 
 # ---------------------------------------------------------------- our nets
@@ -219,15 +311,44 @@ def row_from_run(run_dir: str | Path, dataset: str, data_dir: str | Path | None 
         test_s = min(test_s, time.perf_counter() - t0)
     n_test = int(result["n"])
     tutorial_name = TUTORIAL_NETS.get(recipe.name)
+    best = rd.checkpoint("best").is_file()
+    extra = {"pretrained": recipe.pretrain is not None, "test_time_repeats": repeats,
+             "metrics_last_test_error": metrics[-1].get("test_error"),
+             "tested_epoch": metrics[-1].get("best_epoch") if best else metrics[-1]["epoch"]}
+    probs = net_probabilities(run)
+    if probs is None:
+        extra["scores_only"] = True
+    else:
+        extra["uncertainty"] = calibration(probs.numpy(), run.dataset.test.y.numpy())
+    n_val = len(run.dataset.val) if run.dataset.val is not None else 0
+    protocol = (f"{len(run.dataset.train):,} training images, {n_val:,} held out for validation; "
+                + (f"the best-validation epoch ({extra['tested_epoch']} of {len(metrics)})" if best
+                   else f"the last epoch ({len(metrics)})")
+                + ("; layers pretrained without labels first" if recipe.pretrain is not None else ""))
     return Row(method=recipe.name, label=f"{recipe.name} (visionnets)", kind="net", tutorial_name=tutorial_name,
                tutorial_error=TUTORIAL_MNIST.get(tutorial_name) if dataset == "mnist" else None,
                error=100.0 * float(result["error"]), train_seconds=train_s,
                test_seconds_per_1000=test_s * 1000 / n_test,
                n_parameters=sum(p.numel() for p in run.model.parameters()),
                n_train=len(run.dataset.train), n_test=n_test, source=str(rd.path),
-               params={"epochs": len(metrics), "model": recipe.model},
-               extra={"pretrained": recipe.pretrain is not None, "test_time_repeats": repeats,
-                      "metrics_last_test_error": metrics[-1].get("test_error")})
+               params={"epochs": len(metrics), "model": recipe.model}, extra=extra, protocol=protocol)
+
+
+@torch.no_grad()
+def net_probabilities(run, split: str = "test", batch_size: int = 1000) -> torch.Tensor | None:
+    """Class probabilities (N, classes) of a loaded run on ``split``, in float32: the softmax of a
+    net trained with the cross-entropy loss, the normalized sigmoids of one trained one-vs-rest
+    with the logistic loss; None for a loss whose scores are margins (hinge, squared)."""
+    objective = run.recipe.get("objective") or {}
+    loss = objective.get("loss") if objective.get("name") == "supervised" else None
+    if loss not in ("cross_entropy", "logistic"):
+        return None
+    x = run.dataset.split(split).x
+    scores = torch.cat([run.model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)])
+    if loss == "cross_entropy":
+        return scores.softmax(1)
+    p = scores.sigmoid()
+    return p / p.sum(1, keepdim=True)
 
 
 def train_net(recipe: str, dataset: str, data_dir: str | Path | None, out_dir: Path,
@@ -292,7 +413,7 @@ def compare(dataset: Any = "mnist", methods: Sequence[str] | None = None, subsam
             nets: Sequence[str] = (), runs: Sequence[str | Path] = (), options: dict | None = None,
             max_train: dict[str, int] | None = None, net_overrides: Sequence[str] = (),
             n_labelled: int = 1000, seed: int = 0, threads: int | None = None, log=None,
-            quick: bool = False) -> list[Row]:
+            quick: bool = False, parallel: int | None = None) -> list[Row]:
     """Train and measure each baseline in ``methods`` (all when None) and add our nets.
 
     ``subsample`` keeps that many training images (and at most as many test images, the
@@ -303,7 +424,9 @@ def compare(dataset: Any = "mnist", methods: Sequence[str] | None = None, subsam
     ``out_dir/runs``, reused or resumed when compare runs again); ``runs`` are finished run
     directories read as they are. ``threads`` caps the BLAS/OpenMP threads of the baselines
     (None: the libraries' default); ``n_labelled`` is the number of labels in the RBM row's
-    measurement of the gain from unlabelled data.
+    measurement of the gain from unlabelled data. ``parallel``: also time each baseline's fit
+    and predict on that many training images with 1 and 2 threads (:func:`parallel_speedup`,
+    ``extra["parallel"]``), the "Easy to parallelize" cell of the properties table.
     """
     if quick:
         subsample = subsample or QUICK_IMAGES
@@ -332,8 +455,12 @@ def compare(dataset: Any = "mnist", methods: Sequence[str] | None = None, subsam
         say(f"{name}: training on {len(Xm):,} images")
         with threadpool_limits(threads):
             row = run_baseline(name, (Xm, ym), test, options.get(name), n_labelled=n_labelled,
-                               seed=seed, note=note)
+                               seed=seed, note=note, n_available=len(X))
         row.extra["threads"] = threads
+        if parallel:
+            row.extra["parallel"] = parallel_speedup(name, (Xm, ym), test, options.get(name), n_train=parallel,
+                                                     seed=seed)
+            say(f"{name}: {row.extra['parallel']['speedup']:.2f}x with 2 threads")
         if ds_name != "mnist":
             row.tutorial_error = None                # the tutorial's numbers are for MNIST
         say(f"{name}: error {row.error:.2f}% in {row.train_seconds:.1f}s")

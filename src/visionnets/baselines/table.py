@@ -43,7 +43,15 @@ def _fmt_count(n: int | None) -> str:
 
 
 TABLE_COLUMNS = ["method", "tutorial error (%)", "measured error (%)", "training time (s)",
-                 "test time per 1,000 images (ms)", "parameters", "training images"]
+                 "test time per 1,000 images (ms)", "parameters", "training images",
+                 "test NLL / ECE (%)", "protocol"]
+
+
+def _uncertainty_cell(r: Row) -> str:
+    u = r.extra.get("uncertainty")
+    if u:
+        return f"{u['nll']:.3f} / {u['ece']:.2f}"
+    return "scores only" if r.extra.get("scores_only") else "not measured"
 
 
 def render_table(rows: Sequence[Row]) -> str:
@@ -54,13 +62,15 @@ def render_table(rows: Sequence[Row]) -> str:
         cells = [method, _fmt(r.tutorial_error, ".1f"), _fmt(r.error, ".2f"), _fmt(r.train_seconds, ".1f"),
                  _fmt(None if r.test_seconds_per_1000 is None else 1000 * r.test_seconds_per_1000, ".1f",
                       "not measured"),
-                 _fmt_count(r.n_parameters), f"{r.n_train:,}" if r.n_train else "—"]
+                 _fmt_count(r.n_parameters), f"{r.n_train:,}" if r.n_train else "—",
+                 _uncertainty_cell(r), r.protocol or "—"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 PROPERTIES = ["Adaptive features", "Hierarchical features", "End-to-end learning",
-              "Leverage unlab. data", "Easy to parallelize", "Fast training", "Fast at test time"]
+              "Leverage unlab. data", "Models uncertainty", "Easy to parallelize", "Fast training",
+              "Fast at test time"]
 
 # What each family is by construction (a fact of the algorithm as built here, not a measurement).
 _DESIGN = {
@@ -70,11 +80,13 @@ _DESIGN = {
     "Boosting": {"Adaptive features": "no (thresholds on fixed pixels)",
                  "Hierarchical features": "no (a shallow sum of weak learners)",
                  "End-to-end learning": "no (greedy, one learner at a time)",
-                 "Leverage unlab. data": "no (every learner needs labels)"},
+                 "Leverage unlab. data": "no (every learner needs labels)",
+                 "Models uncertainty": "no (AdaBoost.MH: a weighted vote, not a probability)"},
     "Probab. models": {"Adaptive features": "yes (RBM weights are learned)",
                        "Hierarchical features": "no here (one RBM layer)",
                        "End-to-end learning": "no (RBM, then classifier, trained apart)"},
     "SVM": {"Adaptive features": "no (a fixed Gaussian kernel)", "Hierarchical features": "no",
+            "Models uncertainty": "no (a margin, not a probability; Platt scaling not fitted here)",
             "End-to-end learning": "no (features fixed by the kernel)",
             "Leverage unlab. data": "no (needs labels)"},
     "k-NN": {"Adaptive features": "no (raw pixels)", "Hierarchical features": "no",
@@ -133,6 +145,25 @@ def properties(rows: Sequence[Row], measured: dict[str, dict[str, str]] | None =
         for prop in PROPERTIES:
             design = _DESIGN.get(fam, {}).get(prop)
             cells[prop] = f"{design} [by construction]" if design else NOT_MEASURED
+        unc = [(r.method, r.extra["uncertainty"]) for r in rs if "uncertainty" in r.extra]
+        if unc:
+            scores_only = [r.method for r in rs if r.extra.get("scores_only")]
+            if len(unc) == 1:
+                m, u = unc[0]
+                text = f"{m}: test NLL {u['nll']:.3g} nats, ECE {u['ece']:.2f} %"
+            else:
+                nll, ece = [u["nll"] for _, u in unc], [u["ece"] for _, u in unc]
+                text = (f"test NLL {min(nll):.3g}–{max(nll):.3g} nats, ECE {min(ece):.2f}–{max(ece):.2f} % "
+                        f"({', '.join(m for m, _ in unc)})")
+            if scores_only:
+                text += f"; {', '.join(scores_only)}: scores, not probabilities"
+            cells["Models uncertainty"] = text + " [measured]"
+        speedups = [(r.method, r.extra["parallel"]) for r in rs if "parallel" in r.extra]
+        if speedups:
+            n = speedups[0][1]["n_train"]
+            cells["Easy to parallelize"] = (
+                "; ".join(f"{m}: {p['speedup']:.2f}x" for m, p in speedups)
+                + f" with {speedups[0][1]['workers'][-1]} threads over 1 (fit + predict, {n:,} images) [measured]")
         times = [r.train_seconds for r in rs if r.train_seconds is not None]
         if times:
             cells["Fast training"] = _span(times, "s to train") + " [measured]"
