@@ -29,16 +29,17 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from visionnets.distributed.procs import choose_backend, free_port, join, leave, spawn
+from visionnets.distributed.procs import choose_backend, free_port, run_worker, spawn
 from visionnets.errors import ConfigError
 from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint
 from visionnets.train.loader import TensorLoader
 from visionnets.train.record import Tally, final_record
 from visionnets.train.rundir import RunDir
-from visionnets.train.setup import EXECUTORS, Setup, build_model_for, objective_for
+from visionnets.train.setup import EXECUTORS, Setup, objective_for
 from visionnets.train.step import for_training
 from visionnets.train.trainer import Trainer, tally_split, trainer_options
 
@@ -98,21 +99,12 @@ class DDPTrainer(Trainer):
 def _worker(rank: int, workers: int, port: int, backend: str, device_type: str, recipe: dict, dataset,
             weights: dict, run_dir: str, resume: bool, progress: bool, threads: int, callbacks: tuple,
             started: float) -> None:
-    device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    join(rank, workers, port, backend, threads)
-    try:
-        rec = Recipe.model_validate(recipe)
-        model = build_model_for(rec, dataset)
-        model.load_state_dict(weights)
-        trainer = DDPTrainer(model, objective_for(rec, dataset), dataset, rank=rank,
-                             workers=workers, run_dir=RunDir(run_dir), started=started,
-                             progress=progress and rank == 0, callbacks=callbacks if rank == 0 else (),
-                             **{**trainer_options(rec), "device": device, "threads": threads})
-        trainer.fit(resume=resume)
-    finally:
-        leave()
+    def body(rec: Recipe, model: nn.Module, device: torch.device) -> None:
+        DDPTrainer(model, objective_for(rec, dataset), dataset, rank=rank, workers=workers, run_dir=RunDir(run_dir),
+                   started=started, progress=progress and rank == 0, callbacks=callbacks if rank == 0 else (),
+                   **{**trainer_options(rec), "device": device, "threads": threads}).fit(resume=resume)
+
+    run_worker(rank, workers, port, backend, device_type, threads, recipe, dataset, weights, body)
 
 
 @EXECUTORS.register("ddp")

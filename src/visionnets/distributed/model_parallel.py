@@ -42,7 +42,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionnets.distributed.procs import choose_backend, free_port, join, leave, spawn
+from visionnets.distributed.procs import choose_backend, free_port, run_worker, spawn
 from visionnets.errors import ConfigError
 from visionnets.partition import (DIRECT_SUM_WORKERS, ExchangePlan, Rect, blocks, exchange_plan, grid, needed_rects,
                                   sum_bytes, sum_messages, window_of)
@@ -50,7 +50,7 @@ from visionnets.recipes import Recipe
 from visionnets.train.checkpoint import load_checkpoint
 from visionnets.train.record import final_record
 from visionnets.train.rundir import RunDir
-from visionnets.train.setup import EXECUTORS, Setup, build_model_for, objective_for
+from visionnets.train.setup import EXECUTORS, Setup, objective_for
 from visionnets.train.trainer import Trainer, trainer_options
 from visionnets.nn import functional as VF
 from visionnets.nn.activations import ACTIVATIONS
@@ -618,23 +618,14 @@ class ModelParallelTrainer(Trainer):
 
 def _worker(rank: int, k: int, port: int, backend: str, device_type: str, recipe: dict, dataset, weights: dict,
             run_dir: str, resume: bool, progress: bool, threads: int, callbacks: tuple, started: float) -> None:
-    device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    join(rank, k, port, backend, threads)
-    try:
-        rec = Recipe.model_validate(recipe)
-        model = build_model_for(rec, dataset)
-        model.load_state_dict(weights)
+    def body(rec: Recipe, model: nn.Module, device: torch.device) -> None:
         net = PartitionedNet(model, dataset.input_shape, Comm(rank, k))
-        del model
-        trainer = ModelParallelTrainer(net, objective_for(rec, dataset), dataset, rank=rank, run_dir=RunDir(run_dir),
-                                       started=started, progress=progress and rank == 0,
-                                       callbacks=callbacks if rank == 0 else (),
-                                       **{**trainer_options(rec), "device": device, "threads": threads})
-        trainer.fit(resume=resume)
-    finally:
-        leave()
+        del model                                # the whole model's weights: this worker keeps its block
+        ModelParallelTrainer(net, objective_for(rec, dataset), dataset, rank=rank, run_dir=RunDir(run_dir),
+                             started=started, progress=progress and rank == 0, callbacks=callbacks if rank == 0 else (),
+                             **{**trainer_options(rec), "device": device, "threads": threads}).fit(resume=resume)
+
+    run_worker(rank, k, port, backend, device_type, threads, recipe, dataset, weights, body)
 
 
 @EXECUTORS.register("model_parallel")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from typing import Callable
 
 import torch
@@ -66,6 +67,41 @@ def leave() -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def run_worker(rank: int, world: int, port: int, backend: str, device_type: str, threads: int, recipe: dict,
+               dataset, weights: dict, body: Callable) -> None:
+    """The life of one spawned worker: its device (``cuda:<rank>`` or the CPU), the group joined,
+    the recipe's model built with the parent's ``weights``, ``body(rec, model, device)`` run, and
+    every rank past its last collective before the group is torn down (:func:`leave`).
+
+    After a success the process ends at once (``os._exit(0)``, its output flushed): everything it
+    wrote is closed by then, and the interpreter's finalization is where gloo's threads, destroyed
+    in an arbitrary order, can still abort a run that succeeded ("terminate called without an
+    active exception", exit code -6; seen about once in ten runs on a loaded 2-core machine). A
+    failure raises as usual, and ``mp.spawn`` reports it.
+    """
+    from visionnets.recipes import Recipe
+    from visionnets.train.setup import build_model_for
+
+    device = torch.device(f"cuda:{rank}" if device_type == "cuda" else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    join(rank, world, port, backend, threads)
+    try:
+        rec = Recipe.model_validate(recipe)
+
+        def loaded() -> torch.nn.Module:
+            model = build_model_for(rec, dataset)
+            model.load_state_dict(weights)
+            return model
+
+        body(rec, loaded(), device)              # held by ``body`` alone, which may let it go
+    finally:
+        leave()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def spawn(fn: Callable, nprocs: int, args: tuple, what: str) -> None:
