@@ -5,8 +5,10 @@ auto-encoder, sparse RBM, RICA) with K features -> convolutional extraction with
 pooling (4K features) -> standardization -> L2-SVM (squared hinge, C = 100). Paper, K = 1600:
 sparse AE 73.4 %, sparse RBM 72.4 %, k-means triangle 77.9 % (79.6 % with K = 4000).
 
-The data in ../shared/data/cifar10 is decoded from JPEG (quality ~75): numbers are close to,
-not equal to, numbers on the original files. The result JSON records which copy was read.
+../shared/data/cifar10 holds the lossless images (bit-exact with the original files); an earlier
+copy decoded from JPEG (quality ~75) gave lower numbers (coates_cifar.json). The result JSON
+records which copy was read (``data_lossy_jpeg``). Filters of K other than 1600 go to
+``coates_<learner>_K<K>_filters.png``.
 
 The default is the paper's protocol: all 50,000 training images, 400,000 patches, K = 1600,
 and C of the L2-SVM chosen on a held-out 10 % of the training images from --C (then the SVM
@@ -18,7 +20,10 @@ classifier can be re-run (--classifier-only) without the extraction.
 First, a small picture: RICA (64 filters) on ZCA-whitened 8x8 grey patches of the natural
 images in ../shared/data/natural -> docs/images/natural_rica_filters.png (oriented edges).
 
-    flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/coates_cifar.py --learners kmeans sparse_autoencoder rbm rica
+    flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/coates_cifar.py --learners kmeans sparse_autoencoder rbm rica \
+        --out benchmarks/results/coates_cifar_lossless.json --append
+    flock /tmp/vn-heavy.lock .venv/bin/python benchmarks/coates_cifar.py --learners kmeans --n-features 4000 \
+        --C 10 30 100 300 --skip-natural --out benchmarks/results/coates_cifar_lossless.json --append
 """
 
 from __future__ import annotations
@@ -99,7 +104,8 @@ def main(argv=None) -> int:
         print(f"natural-image RICA filters: {result['natural_filters']['png']}", flush=True)
     print(f"{'learner':20s} {'test %':>7s} {'paper %':>8s} {'train %':>8s} {'fit s':>7s} {'extract s':>10s} {'total s':>8s}")
     for name in args.learners:
-        png = args.png_dir / f"coates_{name}_filters.png" if args.png_dir else None
+        tag = "" if args.n_features == 1600 else f"_K{args.n_features}"
+        png = args.png_dir / f"coates_{name}{tag}_filters.png" if args.png_dir else None
         cache = args.cache_dir / f"{name}_K{args.n_features}_N{args.n_train}_P{args.n_patches}.pt" if args.cache_dir else None
         t1 = time.perf_counter()
         from_cache = cache is not None and cache.exists()
