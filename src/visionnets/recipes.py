@@ -88,6 +88,7 @@ class TrainSection(_Section):
     eval_test_each_epoch: bool = True
     checkpoint_every_steps: PosInt | None = None   # also checkpoint inside an epoch, every this many steps
     labeled_per_batch: PosInt | None = None        # add this many labeled examples to every batch
+    freeze: list[str] = []                         # modules (model.named_modules() names) left untrained
 
 
 class PretrainSection(_Section):

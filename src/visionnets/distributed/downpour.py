@@ -534,6 +534,9 @@ def fit_downpour(setup: Setup, *, progress: bool = True, callbacks: tuple = (), 
     ``replica_threads`` torch threads per replica (per worker); each replica split into
     ``partitions`` K model-parallel workers (Ray actors forming one torch.distributed group), each
     fetching and pushing only its own parameters on its own S / K shards (``ps_shards``: default K)."""
+    if setup.recipe.train.freeze:
+        raise ConfigError("train.freeze: the downpour executor's shards update every parameter they hold; train "
+                          "frozen modules with --executor local or ddp")
     driver = Downpour(setup, replicas=replicas, ps_shards=ps_shards or partitions, n_fetch=n_fetch, n_push=n_push,
                       ps_optimizer=ps_optimizer, checkpoint_every=checkpoint_every, address=address,
                       num_cpus=num_cpus, replica_threads=replica_threads, progress=progress, callbacks=callbacks,

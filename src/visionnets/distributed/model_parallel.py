@@ -638,6 +638,9 @@ def fit_model_parallel(setup: Setup, *, progress: bool = True, callbacks: tuple 
     rec, run_dir = setup.recipe, setup.run_dir
     if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
         raise ConfigError(f"--partitions: expected an integer >= 1, got {partitions!r}")
+    if rec.train.freeze:
+        raise ConfigError("train.freeze: the model-parallel blocks train every parameter they hold; train frozen "
+                          "modules with --executor local or ddp")
     if rec.train.compile:
         raise ConfigError("train.compile: the model-parallel step exchanges borders inside autograd and is not "
                           "compiled; set train.compile=false")

@@ -72,7 +72,26 @@ def build_model_for(recipe: Recipe, dataset: Dataset) -> nn.Module:
         extra["modalities"] = dict(dataset.modalities)
     model = build_model(recipe.model, dataset.input_shape, dataset.num_outputs, **extra)
     objective = objective_for(recipe, dataset)
-    return objective.attach(model, dataset) if hasattr(objective, "attach") else model
+    model = objective.attach(model, dataset) if hasattr(objective, "attach") else model
+    return freeze(model, recipe.train.freeze)
+
+
+def freeze(model: nn.Module, names: list[str]) -> nn.Module:
+    """Leave the parameters of the modules ``names`` (``model.named_modules()`` names, e.g. the
+    pretrained ``stage1``, ``stage2`` under a linear classifier) out of training: ``requires_grad``
+    off, so no gradient, optimizer state or weight decay reaches them. The recipe's pretraining still
+    trains them (:func:`pretrain`). Batch-norm running statistics inside them still update in
+    training mode. Returns ``model``."""
+    modules = dict(model.named_modules())
+    for name in names:
+        if name not in modules or not name:
+            top = ", ".join(n for n, _ in model.named_children())
+            raise ConfigError(f"train.freeze: the model has no module {name!r}; its top-level modules are {top}")
+        for p in modules[name].parameters():
+            p.requires_grad_(False)
+    if names and not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"train.freeze: {', '.join(names)} leave no parameter to train")
+    return model
 
 
 @dataclass
@@ -205,11 +224,18 @@ def pretrain(rec: Recipe, model: nn.Module, dataset: Dataset, run_dir: RunDir) -
 
     p = rec.pretrain
     t0 = time.perf_counter()
-    if p.method == "stages":
-        layers = pretrain_stages(model, dataset.train.x, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size,
-                                 seed=rec.seed, device=resolve_device(rec.device), **p.params)
-    else:
-        layers = pretrain_mlp(model, dataset.train.x, method=p.method, epochs=p.epochs, lr=p.lr,
-                              batch_size=p.batch_size, device=rec.device, **p.params)
+    frozen = [q for q in model.parameters() if not q.requires_grad]
+    for q in frozen:                        # train.freeze is about the supervised training, not this
+        q.requires_grad_(True)
+    try:
+        if p.method == "stages":
+            layers = pretrain_stages(model, dataset.train.x, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size,
+                                     seed=rec.seed, device=resolve_device(rec.device), **p.params)
+        else:
+            layers = pretrain_mlp(model, dataset.train.x, method=p.method, epochs=p.epochs, lr=p.lr,
+                                  batch_size=p.batch_size, device=rec.device, **p.params)
+    finally:
+        for q in frozen:
+            q.requires_grad_(False)
     run_dir.write_json("pretrain.json", {"method": p.method, "seconds": time.perf_counter() - t0,
                                          "layers": layers})

@@ -124,7 +124,7 @@ class Trainer:
         self.run_dir = run_dir if run_dir is None or isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.progress, self.max_steps = progress, max_steps_per_epoch
         self.eval_test_each_epoch, self.checkpoint_every = eval_test_each_epoch, checkpoint_every_steps
-        self.optimizer = build_optimizer(self.model.parameters(), self.opt_spec)
+        self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], self.opt_spec)
         self.classification = dataset.is_classification
         early = EarlyStopping.from_spec(early_stopping or EarlyStoppingSection(), self.classification)
         self.record = RunRecord(self.run_dir if writer else None, early, progress=progress,
