@@ -6,7 +6,7 @@ import yaml
 from visionnets.errors import ConfigError
 from visionnets.recipes import apply_overrides, bundled_recipes, load_recipe
 
-REQUIRED = {"le2012_faces", "mnist_convnet_pretrained", "le2012", "mnist_semisup100", "cifar10_semisup4000", "multimnist_multitask", "faces_multitask", "avmnist_multimodal", "digits_convnet", "cosine", "mnist_linear", "mnist_logistic", "mnist_mlp800", "mnist_convnet"}
+REQUIRED = {"le2012_faces", "le2012_cifar", "mnist_convnet_pretrained", "le2012", "mnist_semisup100", "cifar10_semisup4000", "multimnist_multitask", "faces_multitask", "avmnist_multimodal", "digits_convnet", "cosine", "mnist_linear", "mnist_logistic", "mnist_mlp800", "mnist_convnet"}
 
 
 def test_bundled_recipes_are_present_and_valid():

@@ -74,3 +74,15 @@ def test_executors_that_update_every_parameter_refuse_it(tmp_path, executor):
     with pytest.raises(ConfigError, match=f"train.freeze: the {executor.replace('_', '-')}"):
         api.train("digits_convnet", [*TINY, "train.freeze=[stage1]"], out=tmp_path / "a", progress=False,
                   executor=executor)
+
+
+def test_le2012_cifar_freezes_to_a_linear_classifier_on_its_stages():
+    from visionnets.data.base import Dataset, Split
+
+    rec = load_recipe("le2012_cifar", ["train.freeze=[stage1, stage2, stage3]"])
+    x, y = torch.rand(4, 3, 32, 32), torch.arange(4)
+    ds = Dataset("cifar10", Split(x, y), None, Split(x, y), (3, 32, 32), 10)
+    model = build_model_for(rec, ds)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["out.weight", "out.bias"]
+    assert model(x).shape == (4, 10)
