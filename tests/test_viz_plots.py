@@ -63,6 +63,23 @@ def test_class_probabilities_and_predict():
     assert torch.allclose(out, net[0](x).detach(), atol=1e-6) and net.training   # eval mode, restored
 
 
+def test_predict_runs_as_the_run_evaluates():
+    """precision and channels_last: the outputs of the evaluation's forward (autocast, NHWC), in float32."""
+    from visionnets.train.step import autocast_dtype, forward_autocast
+
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten())
+    x = torch.randn(10, 1, 6, 6)
+    seen = []
+    conv[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    out = predict(conv, x, batch_size=4, precision="bf16", channels_last=True)
+    assert out.dtype == torch.float32 and seen == [True, True, True]
+    with torch.no_grad(), forward_autocast("bf16", torch.device("cpu")):
+        ref = conv(x.contiguous(memory_format=torch.channels_last)).float()
+    assert torch.allclose(out, ref, rtol=1e-2, atol=1e-2)                 # per batch of 4 vs all at once
+    if autocast_dtype("bf16", torch.device("cpu")) is not None:     # fast bf16 here: not the fp32 result
+        assert not torch.equal(out, predict(conv, x))
+
+
 def test_worst_examples_rank_by_true_class_probability():
     scores = torch.randn(100, 5)
     y = torch.randint(0, 5, (100,))

@@ -21,14 +21,21 @@ from visionnets.viz.grid import evaluating, model_device, new_figure, save_figur
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, **inputs: torch.Tensor) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, precision: str = "fp32",
+            channels_last: bool = False, **inputs: torch.Tensor) -> torch.Tensor:
     """The model's outputs on ``x`` (and the other named ``inputs`` of a multi-input model) in
-    eval mode, batch by batch, on CPU (float32)."""
+    eval mode, batch by batch, returned on CPU in float32; computed as the run trains and
+    evaluates (``precision``, ``channels_last``: its ``train`` keys)."""
+    from visionnets.data.batch import Batch
+    from visionnets.train.step import forward_autocast, in_layout
+
     device = model_device(model)
-    with evaluating(model):
-        return torch.cat([model(x[lo:lo + batch_size].to(device),
-                                **{k: v[lo:lo + batch_size].to(device) for k, v in inputs.items()}).float().cpu()
-                          for lo in range(0, len(x), batch_size)])
+    outs = []
+    with evaluating(model), forward_autocast(precision, device):
+        for lo in range(0, len(x), batch_size):
+            first = in_layout(Batch(x=x[lo:lo + batch_size].to(device)), channels_last)["x"]
+            outs.append(model(first, **{k: v[lo:lo + batch_size].to(device) for k, v in inputs.items()}).float().cpu())
+    return torch.cat(outs)
 
 
 def class_probabilities(outputs: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -64,13 +64,17 @@ MAX_ROWS = 100
 def finish_run(run_dir: str | os.PathLike, model: nn.Module, dataset: Dataset, history: list[dict],
                recipe: Mapping) -> Path:
     """Write the run's figures and ``report.html`` into ``run_dir``; returns the page's path."""
-    notes = write_figures(run_dir, model, dataset, history)
+    train = (recipe or {}).get("train") or {}
+    notes = write_figures(run_dir, model, dataset, history, precision=train.get("precision", "fp32"),
+                          channels_last=train.get("channels_last", False))
     return write_report(run_dir, recipe=recipe, history=history, notes=notes)
 
 
 def write_figures(run_dir: str | os.PathLike, model: nn.Module, dataset: Dataset,
-                  history: list[dict], split: str = "test") -> list[str]:
-    """Write the standard figures that apply to this run; returns notes on those that do not."""
+                  history: list[dict], split: str = "test", precision: str = "fp32",
+                  channels_last: bool = False) -> list[str]:
+    """Write the standard figures that apply to this run; returns notes on those that do not.
+    The predictions behind them are computed as the run evaluates (``precision``, ``channels_last``)."""
     figs = Path(run_dir) / "figures"
     notes = []
     if any(series(history, f"{s}_loss")[1] for s in ("train", "val", "test")):
@@ -85,7 +89,7 @@ def write_figures(run_dir: str | os.PathLike, model: nn.Module, dataset: Dataset
         plot_filters(layer, figs / "filters.png", input_shape=dataset.input_shape, max_filters=100,
                      title=f"{name}: {type(layer).__name__} filters {tuple(layer.weight.shape)}")
     if dataset.is_classification:
-        notes += _classification_figures(figs, model, dataset, split)
+        notes += _classification_figures(figs, model, dataset, split, precision, channels_last)
     if dataset.modalities and hasattr(model, "decoders"):
         plot_cross_modal(model, dataset.split(split), figs / "cross_modal.png")
     elif is_1d_regression(dataset):
@@ -93,10 +97,12 @@ def write_figures(run_dir: str | os.PathLike, model: nn.Module, dataset: Dataset
     return notes
 
 
-def _classification_figures(figs: Path, model: nn.Module, dataset: Dataset, split: str) -> list[str]:
+def _classification_figures(figs: Path, model: nn.Module, dataset: Dataset, split: str, precision: str = "fp32",
+                            channels_last: bool = False) -> list[str]:
     data = dataset.split(split)
     k = dataset.num_classes
-    out = predict(model, data.x, **data.extra)          # every input of a multi-input model
+    out = predict(model, data.x, precision=precision, channels_last=channels_last,
+                  **data.extra)                         # every input of a multi-input model
     if out.ndim == 2 and out.shape[1] == k:
         pred = out.argmax(1)
     elif k == 2 and out.reshape(len(out), -1).shape[1] == 1:
