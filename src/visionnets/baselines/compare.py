@@ -335,18 +335,23 @@ def row_from_run(run_dir: str | Path, dataset: str, data_dir: str | Path | None 
 
 
 @torch.no_grad()
-def net_probabilities(run, split: str = "test", batch_size: int = 1000) -> torch.Tensor | None:
-    """Class probabilities (N, classes) of a loaded run on ``split``, in float32: the softmax of a
-    net trained with the cross-entropy loss, the normalized sigmoids of one trained one-vs-rest
-    with the logistic loss; None for a loss whose scores are margins (hinge, squared)."""
+def net_probabilities(run, split: str = "test") -> torch.Tensor | None:
+    """Class probabilities (N, classes) of a loaded run on ``split``, in float32, computed as the
+    run evaluates (its ``train.precision`` and ``channels_last``): the softmax of a net trained
+    with the cross-entropy loss, the normalized sigmoids of one trained one-vs-rest with the
+    logistic loss; None for a loss whose scores are margins (hinge, squared)."""
+    from visionnets.viz.confusion import class_probabilities, predict
+
     objective = run.recipe.get("objective") or {}
     loss = objective.get("loss") if objective.get("name") == "supervised" else None
     if loss not in ("cross_entropy", "logistic"):
         return None
-    x = run.dataset.split(split).x
-    scores = torch.cat([run.model(x[i:i + batch_size]).float() for i in range(0, len(x), batch_size)])
+    train = run.recipe.get("train") or {}
+    data = run.dataset.split(split)
+    scores = predict(run.model, data.x, precision=train.get("precision", "fp32"),
+                     channels_last=train.get("channels_last", False), **data.extra)
     if loss == "cross_entropy":
-        return scores.softmax(1)
+        return class_probabilities(scores, run.dataset.num_classes)
     p = scores.sigmoid()
     return p / p.sum(1, keepdim=True)
 
