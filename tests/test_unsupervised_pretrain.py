@@ -129,6 +129,35 @@ def test_folded_whitening_equals_explicit_pipeline():
         torch.testing.assert_close(got, ref, rtol=1e-3, atol=1e-3)
 
 
+def test_code_statistics_against_plain_computation():
+    """Quiet units, duplicate filters and the code's effective dimension, from a direct loop."""
+    import numpy as np
+
+    from visionnets.unsupervised import SparseAutoEncoder
+    from visionnets.unsupervised.coates import code_statistics
+
+    g = torch.Generator().manual_seed(0)
+    white = torch.randn(500, 6, generator=g)
+    est = SparseAutoEncoder(n_components=4, n_epochs=1, activation="sigmoid", device="cpu", random_state=0).fit(white)
+    lin = est.encoder_[0]
+    with torch.no_grad():
+        lin.weight[1] = 3 * lin.weight[0]            # a duplicate of filter 0 (|cos| = 1)
+        lin.weight[3] = 0
+        lin.bias[3] = 5.0                            # a unit stuck at sigmoid(5)
+    got = code_statistics(est, white)
+    w = lin.weight.detach().double().numpy()
+    f = 1 / (1 + np.exp(-(white.double().numpy() @ w.T + lin.bias.detach().double().numpy())))
+    sd = f.std(0, ddof=1)
+    lam = np.clip(np.linalg.eigvalsh(np.cov(f.T)), 0, None)
+    dup = [max(abs(w[i] @ w[j]) / (np.linalg.norm(w[i]) * np.linalg.norm(w[j]) + 1e-300)
+               for j in range(4) if j != i) > 0.9 for i in range(4)]
+    assert got["K"] == 4
+    assert got["quiet_units"] == pytest.approx(np.mean(sd < 0.01 * np.median(sd))) == 0.25
+    assert got["duplicate_filters"] == pytest.approx(np.mean(dup)) == 0.5
+    assert got["effective_dim"] == pytest.approx(lam.sum() ** 2 / (lam ** 2).sum(), rel=1e-4)
+    assert got["mean_code"] == pytest.approx(f.mean(), rel=1e-5)
+
+
 def test_fit_classifier_chooses_C_on_held_out_rows():
     """A list of C: each is scored on a held-out split, the best refit on all rows; the test set unused."""
     from visionnets.unsupervised.coates import fit_classifier

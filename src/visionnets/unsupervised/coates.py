@@ -137,6 +137,32 @@ def _activate(z, act, extra, q2=None):
 
 
 @torch.no_grad()
+def code_statistics(est, white, *, quiet: float = 0.01, duplicate: float = 0.9) -> dict:
+    """How much of a learned filter bank carries information, on whitened patches ``white`` (N, D).
+
+    - ``quiet_units``: fraction of units whose code varies less over the patches (std) than
+      ``quiet`` times the median unit's: stuck at a value, they add nothing to the features;
+    - ``duplicate_filters``: fraction of filters whose nearest other filter has |cosine| >
+      ``duplicate``;
+    - ``effective_dim``: the participation ratio (sum l)^2 / sum l^2 of the eigenvalues l of the
+      code's covariance: how many independent directions the K units span (K at most);
+    - ``mean_code``: the mean activation, for the sparsity of sigmoid codes.
+    """
+    w, b, act, extra = filter_bank(est)
+    x = torch.as_tensor(white, dtype=torch.float32, device=w.device)
+    z = torch.addmm(b.float(), x, w.float().t())
+    f = _activate(z, act, extra, x.pow(2).sum(1) if act == "triangle" else None).double()
+    sd = f.std(0)
+    wn = F.normalize(w.double(), dim=1)
+    cos = (wn @ wn.t()).abs().fill_diagonal_(0)
+    lam = torch.linalg.eigvalsh(torch.cov(f.t())).clamp_min(0)
+    return {"K": int(w.shape[0]), "quiet_units": float((sd < quiet * sd.median()).double().mean()),
+            "duplicate_filters": float((cos.max(1).values > duplicate).double().mean()),
+            "effective_dim": float(lam.sum() ** 2 / lam.pow(2).sum().clamp_min(1e-300)),
+            "mean_code": float(f.mean())}
+
+
+@torch.no_grad()
 def extract_features(images, est, zca: ZCA, patch_size: int = 6, eps_norm: float = 10.0,
                      batch_size: int = 32, device="auto", verbose: bool = False) -> torch.Tensor:
     """Convolutional features with 4-quadrant sum pooling: (N, C, H, W) -> (N, 4K) float32 on the CPU.
