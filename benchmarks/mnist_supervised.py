@@ -1,8 +1,9 @@
 """The tutorial's supervised MNIST rows, trained from the bundled recipes on full MNIST.
 
 For each recipe: test error (of the best-validation epoch), wall time, examples/s on this
-machine, parameter count; side by side with the tutorial's number. Writes
-benchmarks/results/mnist_supervised.json (merging with earlier rows of other recipes).
+machine, parameter count, the date of the run; side by side with the tutorial's number. Writes
+benchmarks/results/mnist_supervised.json (merging with earlier rows of other recipes, each
+row keeping its own date).
 
     python benchmarks/mnist_supervised.py [--recipes mnist_linear mnist_mlp800 ...] [--data-dir DIR]
 """
@@ -46,10 +47,11 @@ def main(argv=None):
             "wall_s": round(wall, 1), "train_s": round(f["train_seconds_total"], 1),
             "examples_per_s": round(n_train * f["epochs_run"] / f["train_seconds_total"], 1),
             "parameters": count_parameters(res.model), "overrides": args.overrides,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),    # rows of other recipes are kept from earlier runs
             "history": res.history,
         }
     cols = ["recipe", "tutorial_error_pct", "test_error_pct", "best_epoch", "epochs_run", "wall_s",
-            "examples_per_s", "parameters"]
+            "examples_per_s", "parameters", "date"]
     ordered = list(rows.values())
     print(table(ordered, cols), file=sys.stderr)
     print(f"wrote {write_json('mnist_supervised', {'rows': ordered})}", file=sys.stderr)
