@@ -101,6 +101,36 @@ def test_early_stopping_state_round_trips_and_final_record():
     assert final_record(history, 2) == {"epoch": 2, "train_seconds": 1.0, "epochs_run": 3, "train_seconds_total": 3.0}
 
 
+def test_test_split_measured_only_where_a_result_needs_it(tmp_path):
+    """eval_test_each_epoch=false: the test split after epochs that improve validation and after
+    the last; the kept (best-validation) epoch has its test error, equal to evaluating its weights."""
+    from types import SimpleNamespace
+
+    from visionnets.train.record import evaluation_record
+
+    calls = []
+
+    def evaluate(split):
+        calls.append(split)
+        return {"loss": 1.0, "error": {"val": vals[len([c for c in calls if c == "val"]) - 1], "test": 0.3}[split]}
+
+    data, early, vals = SimpleNamespace(val=object(), test=object()), EarlyStopping(metric="val_error"), [0.5, 0.6, 0.4, 0.45]
+    measured = []
+    for epoch in range(1, 5):
+        rec = {"epoch": epoch, **evaluation_record(evaluate, data, epoch, 4, test_each_epoch=False, early=early)}
+        measured.append(rec["test_error"] is not None)
+        early.update(rec)
+    assert measured == [True, False, True, True]                 # improved, worse, improved, the last
+    no_val = SimpleNamespace(val=None, test=object())
+    assert evaluation_record(evaluate, no_val, 1, 2, False, EarlyStopping())["test_error"] is None
+    assert evaluation_record(evaluate, no_val, 2, 2, False, EarlyStopping())["test_error"] == 0.3
+    r = api.train("digits_convnet", TINY + ["train.epochs=4", "train.eval_test_each_epoch=false"],
+                  out=tmp_path / "run", progress=False, figures=False)
+    for h in r.history:
+        assert (h["test_error"] is not None) == (h["best_epoch"] == h["epoch"] or h["epoch"] == 4)
+    assert r.final["test_error"] == pytest.approx(api.evaluate(api.load_run(r.run_dir), "test")["error"])
+
+
 @OBJECTIVES.register("supervised_with_margin_test")
 class _WithMargin(Supervised):
     """The supervised objective and one more metric: the mean top score."""

@@ -85,7 +85,7 @@ class TrainSection(_Section):
     compile: bool = False                          # the training step's forward under torch.compile
     channels_last: bool = False                    # images and conv weights in NHWC memory (oneDNN's own layout)
     max_steps_per_epoch: PosInt | None = None
-    eval_test_each_epoch: bool = True
+    eval_test_each_epoch: bool = True              # false: test only after epochs that improve validation, and the last
     checkpoint_every_steps: PosInt | None = None   # also checkpoint inside an epoch, every this many steps
     labeled_per_batch: PosInt | None = None        # add this many labeled examples to every batch
     freeze: list[str] = []                         # modules (model.named_modules() names) left untrained

@@ -373,7 +373,8 @@ class Downpour:
         self.counters["duplicate_pushes"] = sum(st["dropped"] for st in stats)
         train_seconds = time.perf_counter() - t_window
         t = self.rec.train
-        evaluation = evaluation_record(self._split_means, self.dataset, self.epoch, t.epochs, t.eval_test_each_epoch)
+        evaluation = evaluation_record(self._split_means, self.dataset, self.epoch, t.epochs, t.eval_test_each_epoch,
+                                       self.record.early)
         wall_s = self.wall_before + time.perf_counter() - self.wall0
         seen = sum(self.examples_done(r, p) for r, p in enumerate(self.position))
         executor = {"name": "downpour", "updates": [st["version"] for st in stats], **staleness_stats(hist),

@@ -88,16 +88,17 @@ def split_record(split: str, means: dict[str, float | None] | None) -> dict[str,
 
 
 def evaluation_record(evaluate: Callable[[str], dict], dataset, epoch: int, epochs: int,
-                      test_each_epoch: bool = True) -> dict[str, Any]:
+                      test_each_epoch: bool = True, early: "EarlyStopping | None" = None) -> dict[str, Any]:
     """The ``val_*`` and ``test_*`` keys after ``epoch``: ``evaluate(split)`` gives the means.
 
-    A split the dataset lacks is None; the test split is measured every epoch, or only after
-    the last one (``test_each_epoch=False``).
+    A split the dataset lacks is None. The test split is measured every epoch, or with
+    ``test_each_epoch=False`` only where a result needs it: after the last epoch and after an
+    epoch that improves ``early``'s metric, so that the epoch kept as the best always has its
+    test numbers (its other epochs' test keys are None).
     """
-    out: dict[str, Any] = {}
-    for split in ("val", "test"):
-        skip = getattr(dataset, split) is None or (split == "test" and not test_each_epoch and epoch < epochs)
-        out.update(split_record(split, None if skip else evaluate(split)))
+    out = split_record("val", None if dataset.val is None else evaluate("val"))
+    wanted = test_each_epoch or epoch >= epochs or (early is not None and early.improves(out))
+    out.update(split_record("test", evaluate("test") if wanted and dataset.test is not None else None))
     return out
 
 
@@ -127,6 +128,15 @@ class EarlyStopping:
     def from_spec(cls, spec, classification: bool) -> "EarlyStopping":
         """From a recipe's ``train.early_stopping`` section."""
         return cls(spec.patience, spec.metric, spec.min_delta, classification)
+
+    def improves(self, record: dict[str, Any]) -> bool:
+        """Whether ``record`` would become the best epoch (without counting it): False where it
+        holds the metric as None (no validation split: the last epoch is kept), True where it
+        lacks the metric altogether (it cannot tell yet)."""
+        if self.monitor not in record:
+            return True
+        value = record[self.monitor]
+        return value is not None and value < self.best_value - self.min_delta
 
     def update(self, record: dict[str, Any]) -> tuple[bool, bool]:
         """``(improved, stop)`` after ``record``; sets ``record['best_epoch']``."""

@@ -268,7 +268,7 @@ class Trainer:
             tally = self.reduce(tally)
             self.examples_seen += tally.examples
             evaluation = evaluation_record(self.split_means, self.dataset, self.epoch, self.epochs,
-                                           self.eval_test_each_epoch)
+                                           self.eval_test_each_epoch, self.record.early)
             wall_s = self.wall_before + time.time() - started
             record = epoch_record(epoch=self.epoch, step=self.step, lr=lr, train=tally,
                                   train_seconds=train_seconds, evaluation=evaluation,
