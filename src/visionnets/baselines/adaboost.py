@@ -11,10 +11,12 @@ the largest ``f_k(x) = sum_t alpha_t v_tk phi_t(x)``.
 
 Vectorized in torch: each feature is cut into at most ``n_bins`` ordered bins once (for 8-bit
 pixels, one bin per value: exact), so a round is one weighted histogram of ``R = W * Y`` per
-feature and class (an ``index_add`` over all features, in chunks, skipping each feature's most
-frequent bin, recovered by subtraction: on MNIST a fifth of the entries), a cumulative sum over
-the bins, and an argmax: every threshold of every feature in a few array passes, on the GPU when
-``device`` is one.
+feature and class (a sparse matrix product ``S^T R``, S the fixed (example, feature bin)
+indicator in CSR form, skipping each feature's most frequent bin, recovered by subtraction: on
+MNIST a fifth of the entries), a cumulative sum over the bins, and an argmax: every threshold of
+every feature in a few array passes, threaded on the CPU and on the GPU when ``device`` is one.
+(The product replaced an ``index_add``, which runs on one thread: 8x faster on one thread for
+MNIST's histogram, and it scales with threads, by hand.)
 
     >>> from sklearn.datasets import load_digits
     >>> X, y = load_digits(return_X_y=True)
@@ -28,6 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -38,7 +41,18 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from visionnets.device import resolve_device
 
 ROUNDS_PER_CHUNK = 256   # rounds evaluated at once by predict and staged_predict
-CHUNK = 2**21          # (example, feature) entries per histogram pass: bounds the memory to ~CHUNK x K x 8 bytes
+
+
+def _indicator(cell: torch.Tensor, example: torch.Tensor, n_cells: int, n: int) -> torch.Tensor:
+    """S^T as a CSR matrix (n_cells, n) of float64 ones at (cell[e], example[e]) for every entry e,
+    so that the histogram of per-example rows R over the cells is the product ``S^T @ R``."""
+    order = torch.argsort(cell, stable=True)
+    crow = torch.zeros(n_cells + 1, dtype=torch.int64, device=cell.device)
+    crow[1:] = torch.bincount(cell, minlength=n_cells).cumsum(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)       # "sparse CSR support is in beta state"
+        return torch.sparse_csr_tensor(crow, example[order], torch.ones(len(cell), dtype=torch.float64, device=cell.device),
+                                       (n_cells, n), check_invariants=False)
 
 
 class AdaBoostMH(ClassifierMixin, BaseEstimator):
@@ -107,15 +121,13 @@ class AdaBoostMH(ClassifierMixin, BaseEstimator):
         # (example, feature) entries are scattered each round.
         mode = torch.mode(bins, dim=0).values                                  # (d,)
         rows, cols = torch.nonzero(bins != mode[None, :], as_tuple=True)
-        flat = cols * nb + bins[rows, cols]
+        cells = _indicator(cols * nb + bins[rows, cols], rows, d * nb, n)
+        del rows, cols
         arange_d = torch.arange(d, device=dev)
 
         def best_stump(R: torch.Tensor) -> tuple[int, int, torch.Tensor]:
             """The (feature, bin) of the largest edge for weighted labels R, and its per-class edges."""
-            hist = torch.zeros(d * nb, k, dtype=R.dtype, device=dev)
-            for lo in range(0, len(flat), CHUNK):
-                hist.index_add_(0, flat[lo:lo + CHUNK], R[rows[lo:lo + CHUNK]])
-            hist = hist.view(d, nb, k)
+            hist = (cells @ R).view(d, nb, k)
             total = R.sum(0)
             hist[arange_d, mode] += total - hist.sum(1)                     # the mode bins, by subtraction
             below = hist.cumsum(1) - hist                                   # sum over bins < b
