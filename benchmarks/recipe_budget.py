@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides")
     ap.add_argument("--budget-s", type=float, default=120.0)
     ap.add_argument("--target-error", type=float, default=0.005)
+    ap.add_argument("--out", default=None, help="JSON name under benchmarks/results/ (default recipe_budget_RECIPE)")
     args = ap.parse_args(argv)
     exe = Path(sys.executable).with_name("visionnets")
     rows = []
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
                "test_error_max": max(r["test_error"] for r in rows)}
     summary["met"] = summary["wall_s_max"] <= args.budget_s and summary["test_error_max"] <= args.target_error
     print(summary)
-    path = write_json(f"recipe_budget_{args.recipe}", {"benchmark": "recipe_budget", "recipe": args.recipe,
+    path = write_json(args.out or f"recipe_budget_{args.recipe}", {"benchmark": "recipe_budget", "recipe": args.recipe,
                                                        "overrides": args.set, "budget_s": args.budget_s,
                                                        "target_error": args.target_error, "rows": rows, **summary})
     print(f"wrote {path}")
