@@ -76,12 +76,12 @@ def test_estimators_fit_with_their_threads(monkeypatch):
     monkeypatch.setattr(RBM, "_train_batch", spy)
     x = load_digits().data[:100] / 16
     before = torch.get_num_threads()
-    RBM(n_components=8, n_epochs=1, batch_size=50, n_threads=2, device="cpu", random_state=0).fit(x)
-    assert set(seen) == {2} and torch.get_num_threads() == before
+    est = RBM(n_components=8, n_epochs=1, batch_size=50, n_threads=2, device="cpu", random_state=0).fit(x)
+    assert set(seen) == {2} and torch.get_num_threads() == before and est.n_threads_ == 2
     monkeypatch.setenv("VISIONNETS_THREADS", "3")
     seen.clear()
-    RBM(n_components=8, n_epochs=1, batch_size=50, device="cpu", random_state=0).fit(x)
-    assert set(seen) == {3}
+    est = RBM(n_components=8, n_epochs=1, batch_size=50, device="cpu", random_state=0).fit(x)
+    assert set(seen) == {3} and est.n_threads_ == 3
     with pytest.raises(ConfigError, match="n_threads=0"):
         RBM(n_threads=0, device="cpu").fit(x)
 

@@ -72,7 +72,8 @@ class TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     ``random_state``, ``verbose`` and ``n_threads`` among their ``__init__`` arguments.
     ``n_threads``: CPU threads of ``fit`` / ``partial_fit``; None (the default) takes the cores
     that other processes leave free, decided at each call (:mod:`visionnets.threads`), so that
-    a fit on a shared machine does not collapse; the count is restored afterwards.
+    a fit on a shared machine does not collapse; the count is restored afterwards. The fitted
+    attribute ``n_threads_`` says what the last ``fit`` / ``partial_fit`` used (None on a GPU).
     """
 
     #: which of ``batch_size`` / ``n_epochs`` may be "auto": the subclass then resolves them from
@@ -175,7 +176,8 @@ class TorchTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return using_threads(getattr(self, "n_threads", None))
 
     def _run_epochs(self, x: torch.Tensor, n_epochs: int) -> None:
-        with self._threads():
+        with self._threads() as n:
+            self.n_threads_ = n          # the CPU threads this fit used (None on a GPU)
             self._epochs(x, n_epochs)
 
     def _epochs(self, x: torch.Tensor, n_epochs: int) -> None:
