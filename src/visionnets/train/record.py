@@ -135,15 +135,17 @@ class EarlyStopping:
         lacks the metric altogether (it cannot tell yet)."""
         if self.monitor not in record:
             return True
-        value = record[self.monitor]
-        return value is not None and value < self.best_value - self.min_delta
+        return record[self.monitor] is not None and self._better(record[self.monitor])
+
+    def _better(self, value: float) -> bool:
+        return value < self.best_value - self.min_delta
 
     def update(self, record: dict[str, Any]) -> tuple[bool, bool]:
         """``(improved, stop)`` after ``record``; sets ``record['best_epoch']``."""
         value = record.get(self.monitor)
         if value is None:           # no validation split: the last epoch is the one kept
             value = -record["epoch"]
-        improved = value < self.best_value - self.min_delta
+        improved = self._better(value)
         if improved:
             self.best_value, self.best_epoch, self.bad_epochs = value, record["epoch"], 0
         else:
