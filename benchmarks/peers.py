@@ -18,8 +18,9 @@ visionnets / peer (below 1: visionnets is faster).
   ``torch.nn`` modules; Keras 3 on JAX.
 - ``rbm``: a Bernoulli RBM, 256 hidden units, one epoch of persistent CD-1 over 10,000 MNIST
   images at batch 10, 20, 64 and 256: ``visionnets.unsupervised.RBM`` (float32, and with
-  ``matmul_dtype="bfloat16"``) against scikit-learn's ``BernoulliRBM`` (float32 input for all),
-  with each fit's reconstruction error on 1,000 held-out test images.
+  ``matmul_dtype="bfloat16"``, which its default ``"auto"`` takes on a CPU with fast bfloat16)
+  against scikit-learn's ``BernoulliRBM`` (float32 input for all), with each fit's
+  reconstruction error on 1,000 held-out test images.
 - ``lc``: ``LocallyConnected2d`` forward + backward against ``nn.Conv2d`` of the same shape
   and JAX's ``conv_general_dilated_local``, on the three shapes of ``benchmarks/layers.py``.
 
@@ -232,7 +233,7 @@ def rbm_worker(impl: str, batch: int, root: str, n: int = 10000) -> dict:
     sig = lambda z: 1 / (1 + np.exp(-z))
     recon = sig(sig(held @ w.T + bh) @ w + bv)
     return {"epoch_s": [seconds], "recon_error": float(((held - recon) ** 2).mean()),
-            "threads": getattr(est, "n_threads_", None)}
+            "threads": getattr(est, "n_threads_", None), "matmul_dtype": getattr(est, "matmul_dtype_", None)}
 
 
 def lc_worker(impl: str, shape: str, rounds: int = 5) -> dict:
@@ -300,6 +301,8 @@ def summarize(runs: list[dict]) -> dict:
             out[key] = statistics.median(r[key] for r in runs)
     if runs[0].get("threads") is not None:
         out["threads_rounds"] = [r["threads"] for r in runs]   # the thread count each of our fits chose
+    if "matmul_dtype" in runs[0]:
+        out["matmul_dtype"] = runs[0]["matmul_dtype"]
     return out
 
 

@@ -100,3 +100,21 @@ def test_trainer_chooses_before_each_epoch(monkeypatch, tmp_path):
                     progress=False, figures=False)
     assert asked == [None, None]
     assert [h["executor"]["threads"] for h in res.history] == [1, 2]
+
+
+def test_a_call_within_the_window_reuses_the_last_answer(monkeypatch):
+    """A second call 10 ms after a measurement answers as it did, without sleeping or measuring."""
+    clock = iter([11.0, 11.01])
+    busy, own = iter([101.5, 999.0]), iter([3.5, 0.0])
+    monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(threads, "_busy_seconds", lambda: next(busy))
+    monkeypatch.setattr(threads, "_own_seconds", lambda: next(own))
+    monkeypatch.setattr(threads, "_last", (10.0, 100.0, 3.0))
+    monkeypatch.setattr(threads, "_last_answer", None)
+
+    def no_sleep(s):
+        raise AssertionError("slept")
+
+    monkeypatch.setattr(threads.time, "sleep", no_sleep)
+    assert threads.others_busy() == pytest.approx(1.0)       # a full window since _last: measured
+    assert threads.others_busy() == pytest.approx(1.0)       # 10 ms later: the same answer

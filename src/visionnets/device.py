@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from visionnets.errors import ConfigError
@@ -30,3 +32,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {device!r} asks for CUDA but torch sees no GPU; use 'auto' or 'cpu'")
     return dev
+
+
+@functools.cache
+def fast_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` computes bfloat16 fast: CUDA with bf16 support, or a CPU with
+    AVX-512 BF16 or AMX (elsewhere bf16 matmuls are emulated and slower than float32)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        try:
+            with open("/proc/cpuinfo") as fh:
+                flags = fh.read()
+        except OSError:
+            return False
+        return " avx512_bf16" in flags or " amx_bf16" in flags
+    return False

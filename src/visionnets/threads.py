@@ -12,7 +12,8 @@ speed (by hand), and it must be set before torch is imported. So visionnets coun
 
 ``auto_threads()`` reads the CPU time the whole machine spent (``/proc/stat``; in a container
 on a larger host, the cgroup's ``cpu.stat``) against this process's own, over the time since
-its last call (at least 50 ms: the first call waits that long), and answers
+its last call (at least 50 ms: the first call waits that long; a call sooner than that after
+the last one gets the last answer), and answers
 ``cores - round(others' busy cores)``, at least 1. The Trainer asks before every epoch and the
 estimators of ``visionnets.unsupervised`` before every ``fit``. A number overrides the choice
 everywhere: ``threads`` in a recipe, ``n_threads`` on an estimator, or the environment variable
@@ -44,6 +45,7 @@ from visionnets.errors import ConfigError
 
 MIN_WINDOW_S = 0.05
 _last: tuple[float, float, float] | None = None     # (wall, machine busy CPU-seconds, own CPU-seconds)
+_last_answer: float | None = None                   # what the measurement ending at _last found
 
 
 def available_cores() -> int:
@@ -86,12 +88,16 @@ def _own_seconds() -> float:
 
 
 def others_busy() -> float | None:
-    """Cores kept busy by other processes since the last call (waits for a 50 ms window if the
-    last call was more recent or there was none); None where the load cannot be read."""
-    global _last
+    """Cores kept busy by other processes since the last call; None where the load cannot be
+    read. The first call of a process waits for a 50 ms window; a call less than 50 ms after
+    the last measurement answers as that one did (no wait: back-to-back ``fit`` calls of small
+    estimators would otherwise spend most of their time waiting)."""
+    global _last, _last_answer
     now, busy, own = time.monotonic(), _busy_seconds(), _own_seconds()
     if busy is None:
         return None
+    if _last is not None and now - _last[0] < MIN_WINDOW_S and _last_answer is not None:
+        return _last_answer
     if _last is None or now - _last[0] < MIN_WINDOW_S:
         start = _last if _last is not None else (now, busy, own)
         time.sleep(max(0.0, MIN_WINDOW_S - (now - start[0])))
@@ -102,7 +108,8 @@ def others_busy() -> float | None:
         start = _last
     _last = (now, busy, own)
     wall = now - start[0]
-    return max(0.0, ((busy - start[1]) - (own - start[2])) / wall) if wall > 0 else None
+    _last_answer = max(0.0, ((busy - start[1]) - (own - start[2])) / wall) if wall > 0 else None
+    return _last_answer
 
 
 def pinned_threads() -> int | None:

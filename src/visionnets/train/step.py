@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from visionnets.data.batch import Batch
+from visionnets.device import fast_bf16
 from visionnets.errors import TrainingError
 from visionnets.objectives import Output
 from visionnets.train.seeds import step_seeds
@@ -38,22 +39,6 @@ def seed_forward(seed: int, device: torch.device) -> None:
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
-
-
-@functools.cache
-def fast_bf16(device_type: str) -> bool:
-    """Whether ``device_type`` computes bfloat16 fast: CUDA with bf16 support, or a CPU with
-    AVX-512 BF16 or AMX (elsewhere bf16 autocast is emulated and slower than float32)."""
-    if device_type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device_type == "cpu":
-        try:
-            with open("/proc/cpuinfo") as fh:
-                flags = fh.read()
-        except OSError:
-            return False
-        return " avx512_bf16" in flags or " amx_bf16" in flags
-    return False
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -38,6 +38,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from visionnets.device import fast_bf16
 from visionnets.errors import ConfigError, TrainingError
 from visionnets.nn.dense import Linear, mm
 from visionnets.unsupervised._base import TorchTransformer
@@ -82,19 +83,32 @@ def visible_mean(h, w, b_v, visible: str = "bernoulli", sigma: float = 1.0) -> t
 def sample_bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """0/1 samples with probabilities ``p`` (same shape and dtype as ``p``).
 
-    ``u < p * 2**24`` for u uniform on the integers 0 .. 2**24 - 1: the same distribution as
-    ``torch.bernoulli`` up to rounding p to a multiple of 2**-24, and on CPU about 4x faster
-    (torch's CPU ``bernoulli`` draws each number separately; ``randint`` is vectorized). An RBM
-    step draws B * (D + K) of them, which cost as much as its matmuls with ``torch.bernoulli``.
+    ``u < p * 2**16 - 2**15`` for u uniform on the integers -2**15 .. 2**15 - 1, four of them cut
+    from each 64-bit random number: the same distribution as ``torch.bernoulli`` up to rounding
+    p to a multiple of 2**-16 (a bias below 2e-5 in each probability, far under the sampling
+    noise of a Gibbs chain), and on CPU about 10x faster (torch's CPU ``bernoulli`` draws each
+    number separately; here one draw serves four units, and the comparison is one subtraction
+    and a sign). An RBM step draws B * (D + K) of them, which cost as much as its matmuls with
+    ``torch.bernoulli``.
     """
-    u = torch.randint(0, 1 << 24, p.shape, generator=generator, device=p.device, dtype=torch.int32)
-    return (u < p * float(1 << 24)).to(p.dtype)
+    n = p.numel()
+    r = torch.empty((n + 3) // 4, dtype=torch.int64, device=p.device).random_(-2**63, 2**63 - 1,
+                                                                               generator=generator)
+    u = r.view(torch.int16)[:n].view(p.shape).to(p.dtype)
+    # sign(p * 2^16 - 2^15 - u) is 1 where u < p * 2^16 - 2^15, else 0 or -1 (clamped to 0)
+    return (p * 65536.0).sub_(32768.0).sub_(u).sign_().clamp_(min=0.0)
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """``a @ b`` in float32, or with its inputs rounded to ``dtype`` (bfloat16) and the float32 result."""
+    """``a @ b`` in float32, or with its inputs rounded to ``dtype`` (bfloat16) and the result
+    rounded to bfloat16 too, then widened to float32. Float32 operands that are transposed views
+    go to ``torch.mm`` (its GEMM reads them in place; oneDNN's inner product would copy them
+    first, which costs as much as the product at these sizes), the others to
+    :func:`visionnets.nn.dense.mm`."""
     if dtype is None or dtype == a.dtype == b.dtype:
-        return mm(a, b)
+        if a.is_contiguous() and b.t().is_contiguous():
+            return mm(a, b)
+        return torch.mm(a, b)
     return (a.to(dtype) @ b.to(dtype)).float()
 
 
@@ -187,16 +201,23 @@ class RBM(TorchTransformer):
                              (Gaussian), as Hinton's practical guide advises; "zero": 0 (as scikit-learn)
     monitor : bool           record reconstruction error (and pseudo-likelihood for Bernoulli
                              visibles, on at most 1000 rows) in ``history_`` after each epoch
-    matmul_dtype : str       "float32", or "bfloat16": the training step's three matmuls take
-                             bfloat16 inputs (float32 results; parameters, updates and sampling
-                             stay float32). About 2x faster matmuls on CPUs with AVX512-BF16 or
-                             AMX and on GPUs; the CD gradient's own noise dwarfs the rounding
-                             (see benchmarks/rbm_vs_sklearn.py)
+    matmul_dtype : str       "auto" (the default), "float32" or "bfloat16": with "bfloat16" the
+                             training step's three matmuls take bfloat16 inputs and round their
+                             results to bfloat16 (parameters, updates and sampling stay
+                             float32): 2-3x faster matmuls on CPUs with AVX512-BF16 or AMX and
+                             on GPUs, and the CD gradient's own sampling noise dwarfs the
+                             rounding (the held-out reconstruction error is the same to 1 %:
+                             benchmarks/results/peers_rbm*.json). "auto" takes bfloat16 where the
+                             device computes it fast (``visionnets.device.fast_bf16``) and
+                             float32 elsewhere, as PyTorch takes TF32 for GPU convolutions by
+                             default; the choice is in ``matmul_dtype_``. Results then differ
+                             between machines with and without fast bfloat16 (as they do with
+                             thread counts); pass "float32" for float32 everywhere
 
     Fitted attributes: ``components_`` (K, D) = W, ``intercept_visible_`` (D,),
     ``intercept_hidden_`` (K,), ``encoder_`` (nn.Sequential(Linear, Sigmoid): v -> E[h|v]),
     ``decoder_`` (h -> E[v|h]), ``persistent_chain_``, ``history_``, ``n_iter_``,
-    ``batch_size_``, ``n_epochs_``.
+    ``batch_size_``, ``n_epochs_``, ``matmul_dtype_``.
 
     The defaults (256 units, learning rate 0.1, persistent CD-1, no momentum) are scikit-learn's,
     but for the visible biases' start (``visible_bias_init``) and the batch size and epochs,
@@ -213,7 +234,7 @@ class RBM(TorchTransformer):
                  momentum: float = 0.0, weight_decay: float = 0.0, sparsity_target: float | None = None,
                  sparsity_cost: float = 0.0, batch_size: int | str = "auto", n_epochs: int | str = "auto",
                  device: str = "auto", random_state=None, verbose: bool = False, monitor: bool = False,
-                 visible_bias_init: str = "data", matmul_dtype: str = "float32",
+                 visible_bias_init: str = "data", matmul_dtype: str = "auto",
                  n_threads: int | None = None):
         self.n_components = n_components
         self.visible = visible
@@ -247,8 +268,8 @@ class RBM(TorchTransformer):
             raise ConfigError(f"RBM: sigma={self.sigma!r}; expected > 0")
         if self.visible_bias_init not in ("data", "zero"):
             raise ConfigError(f"RBM: visible_bias_init={self.visible_bias_init!r}; expected 'data' or 'zero'")
-        if self.matmul_dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"RBM: matmul_dtype={self.matmul_dtype!r}; expected 'float32' or 'bfloat16'")
+        if self.matmul_dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"RBM: matmul_dtype={self.matmul_dtype!r}; expected 'auto', 'float32' or 'bfloat16'")
         if self.sparsity_target is not None and not 0 < self.sparsity_target < 1:
             raise ConfigError(f"RBM: sparsity_target={self.sparsity_target!r}; expected None or in (0, 1)")
 
@@ -259,6 +280,9 @@ class RBM(TorchTransformer):
             self.batch_size_ = self.batch_size
         if self.n_epochs != "auto":
             self.n_epochs_ = self.n_epochs
+        self.matmul_dtype_ = self.matmul_dtype
+        if self.matmul_dtype == "auto":
+            self.matmul_dtype_ = "bfloat16" if fast_bf16(dev.type) else "float32"
         self.components_ = 0.01 * torch.randn(K, D, generator=generator, device=dev)
         self.intercept_hidden_ = torch.zeros(K, device=dev)
         # visible biases start at the data's statistics (Hinton's practical guide):
@@ -302,7 +326,7 @@ class RBM(TorchTransformer):
         if not torch.isfinite(w.sum()):  # NaN/inf anywhere reach the sum; one pass, not isfinite's three
             raise TrainingError(f"RBM: weights became NaN or infinite at epoch {self.n_iter_ + 1}; lower "
                                 f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
-        dt = torch.bfloat16 if self.matmul_dtype == "bfloat16" else None
+        dt = torch.bfloat16 if self.matmul_dtype_ == "bfloat16" else None
         wc = w if dt is None else w.to(dt)   # rounded once per step
 
         def hid(v):    # E[h | v]
@@ -324,31 +348,30 @@ class RBM(TorchTransformer):
             for _ in range(self.k - 1):
                 v_neg = vis_sample(sample_bernoulli(hid(v_neg), generator))
             # the chains do not depend on the data: both phases' hiddens in one matmul
-            h_both = hid(torch.cat([v_pos, v_neg]))
-            h_pos, h_neg = h_both[:B], h_both[B:]
-            self.persistent_chain_[:B] = h_neg   # probabilities; sampled at the next step
+            v_both = torch.cat([v_pos, v_neg])
+            h_both = hid(v_both)
+            self.persistent_chain_[:B] = h_both[B:]   # probabilities; sampled at the next step
         else:
             h_pos = hid(v_pos)
             v_neg = vis_sample(sample_bernoulli(h_pos, generator))
             for _ in range(self.k - 1):
                 v_neg = vis_sample(sample_bernoulli(hid(v_neg), generator))
-            h_neg = hid(v_neg)
-            h_both = torch.cat([h_pos, h_neg])
+            v_both = torch.cat([v_pos, v_neg])
+            h_both = torch.cat([h_pos, hid(v_neg)])
         # gradient of the mean log-likelihood (CD approximation):
         # dW = (h_pos^T v_pos - h_neg^T v_neg) / B, as one matmul over the stacked phases
         lr, mom = self.learning_rate, self.momentum
-        v_both = torch.cat([v_pos, v_neg])
         if vis == "gaussian":
             v_both = v_both / s
-        signed_h = h_both.clone()
-        signed_h[B:].neg_()
-        dw = _mm(signed_h.t(), v_both, dt).div_(B)
+        dbh = None
+        if self.sparsity_target is not None and self.sparsity_cost:
+            dbh = (self.sparsity_target - h_both[:B].mean(0)).mul_(self.sparsity_cost)
+        h_both[B:].neg_()                  # the negative phase's sign, in place (the chain holds a copy)
+        dw = _mm(h_both.t(), v_both, dt).div_(B)
         if self.weight_decay:
             dw.add_(w, alpha=-self.weight_decay)
-        dbh = signed_h.sum(0).div_(B)
+        dbh = h_both.sum(0).div_(B) if dbh is None else dbh.add_(h_both.sum(0), alpha=1.0 / B)
         dbv = (v_pos.sum(0) - v_neg.sum(0)).div_(B if vis == "bernoulli" else B * s * s)
-        if self.sparsity_target is not None and self.sparsity_cost:
-            dbh.add_(self.sparsity_target - h_pos.mean(0), alpha=self.sparsity_cost)
         for p, g, vel in zip((w, b_h, b_v), (dw, dbh, dbv), self._velocity):
             if mom:
                 vel.mul_(mom).add_(g, alpha=lr)
