@@ -158,12 +158,38 @@ def test_rbm_bfloat16_matmuls_learn_as_well_as_float32(persistent):
     X = np.abs(protos[rs.randint(0, 4, 2000)] - (rs.rand(2000, 16) < 0.05)).astype(np.float32)
     kw = dict(n_components=8, learning_rate=0.1, n_epochs=10, batch_size=20, device="cpu", random_state=0,
               persistent=persistent)
-    f32 = RBM(**kw).fit(X)
+    f32 = RBM(matmul_dtype="float32", **kw).fit(X)
     bf16 = RBM(matmul_dtype="bfloat16", **kw).fit(X)
     assert bf16.components_.dtype == torch.float32
     assert bf16.score(X) > f32.score(X) - 0.5 and bf16.score(X) > -16 * np.log(2) * 0.5
     with pytest.raises(ConfigError, match="matmul_dtype"):
         RBM(matmul_dtype="float16", device="cpu").fit(X)
+
+
+@pytest.mark.parametrize("fast,rows,features,expected", [
+    (True, 1000, 784, "bfloat16"),      # MNIST-sized products on a CPU with fast bf16
+    (True, 1000, 64, "float32"),        # the 8x8 digits: too small to gain from bfloat16
+    (False, 1000, 784, "float32"),      # no fast bf16: float32
+])
+def test_rbm_auto_matmul_dtype(monkeypatch, fast, rows, features, expected):
+    """matmul_dtype='auto' takes bfloat16 only where the device has it fast and the products are large."""
+    from visionnets.unsupervised import rbm as rbm_mod
+
+    monkeypatch.setattr(rbm_mod, "fast_bf16", lambda device_type: fast)
+    X = (np.random.RandomState(0).rand(rows, features) > 0.5).astype(np.float32)
+    est = RBM(n_components=64, batch_size=64, n_epochs=1, device="cpu", random_state=0).fit(X)
+    assert est.matmul_dtype_ == expected
+    assert RBM(matmul_dtype="float32", n_components=64, batch_size=64, n_epochs=1, device="cpu").fit(X).matmul_dtype_ \
+        == "float32"
+
+
+def test_rbm_diverging_weights_stop_the_fit_with_a_clear_error():
+    from visionnets.errors import TrainingError
+
+    X = (np.random.RandomState(0).rand(200, 16) > 0.5).astype(np.float32)
+    with pytest.raises(TrainingError, match="NaN or infinite in epoch 1; lower learning_rate"):
+        RBM(n_components=8, learning_rate=1e38, momentum=0.9, n_epochs=3, batch_size=10, device="cpu",
+            random_state=0).fit(X)
 
 
 def test_rbm_defaults_classify_digits_as_well_as_scikit_learns():

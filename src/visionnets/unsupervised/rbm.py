@@ -99,14 +99,20 @@ def sample_bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) 
     return (p * 65536.0).sub_(32768.0).sub_(u).sign_().clamp_(min=0.0)
 
 
+# Below this many multiply-adds a product is too small for oneDNN's or bfloat16's fixed costs
+# (measured: a 20 x 64 x 256 product takes 10 us through torch.mm, 50-75 us through oneDNN's
+# inner product, 25 us in bfloat16 with its conversions; at 128 x 784 x 256 both win).
+_BIG_PRODUCT = 1 << 20
+
+
 def _mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
     """``a @ b`` in float32, or with its inputs rounded to ``dtype`` (bfloat16) and the result
-    rounded to bfloat16 too, then widened to float32. Float32 operands that are transposed views
-    go to ``torch.mm`` (its GEMM reads them in place; oneDNN's inner product would copy them
-    first, which costs as much as the product at these sizes), the others to
-    :func:`visionnets.nn.dense.mm`."""
+    rounded to bfloat16 too, then widened to float32. In float32, oneDNN's inner product
+    (:func:`visionnets.nn.dense.mm`) takes large products whose operands need no copy; transposed
+    views (``torch.mm``'s GEMM reads them in place, where oneDNN would copy them first, which
+    costs as much as the product at these sizes) and small products go to ``torch.mm``."""
     if dtype is None or dtype == a.dtype == b.dtype:
-        if a.is_contiguous() and b.t().is_contiguous():
+        if a.is_contiguous() and b.t().is_contiguous() and a.shape[0] * a.shape[1] * b.shape[1] >= _BIG_PRODUCT:
             return mm(a, b)
         return torch.mm(a, b)
     return (a.to(dtype) @ b.to(dtype)).float()
@@ -159,7 +165,7 @@ def auto_schedule(n_samples: int) -> tuple[int, int]:
     ``load_digits``, batches of 64 for 10 epochs (the old defaults) make 230 updates, and a
     logistic regression on the codes scored 79.9 % against 87.4 % on BernoulliRBM's (batches
     of 10, 10 epochs: 1,440 updates); batches of 10 for 21 epochs make 3,000 updates and score
-    89.9 % in the same time as BernoulliRBM's fit. A larger learning rate instead of more
+    89.9 %. A larger learning rate instead of more
     updates did not do it (0.5 with batches of 64: 81 %), and batches below 10 or a rate of 0.2
     hurt on small MNIST subsets. On MNIST (60,000 rows) the schedule is 64 and 10, as before:
     an epoch is as fast as it was (benchmarks/rbm_defaults.py).
@@ -208,9 +214,11 @@ class RBM(TorchTransformer):
                              on GPUs, and the CD gradient's own sampling noise dwarfs the
                              rounding (the held-out reconstruction error is the same to 1 %:
                              benchmarks/results/peers_rbm*.json). "auto" takes bfloat16 where the
-                             device computes it fast (``visionnets.device.fast_bf16``) and
-                             float32 elsewhere, as PyTorch takes TF32 for GPU convolutions by
-                             default; the choice is in ``matmul_dtype_``. Results then differ
+                             device computes it fast (``visionnets.device.fast_bf16``) and a
+                             batch's products reach 2**20 multiply-adds (batch x features x
+                             units: MNIST at any batch, not the 8x8 digits), float32 elsewhere, as
+                             PyTorch takes TF32 for GPU convolutions by default; the choice is in
+                             ``matmul_dtype_``. Results then differ
                              between machines with and without fast bfloat16 (as they do with
                              thread counts); pass "float32" for float32 everywhere
 
@@ -223,8 +231,10 @@ class RBM(TorchTransformer):
     but for the visible biases' start (``visible_bias_init``) and the batch size and epochs,
     which adapt to the data. In a scikit-learn pipeline with a logistic
     regression on ``load_digits`` (1,437 training rows, 360 test rows, 3 seeds) they give
-    89.9 % (89.7-90.0) against 87.4 % (86.9-87.8) for ``BernoulliRBM()``, in about the same fit
-    time (benchmarks/results/rbm_defaults.json).
+    89.9 % (89.2-90.3) against 87.4 % (86.9-87.8) for ``BernoulliRBM()``, in two to three times
+    its fit time (twice the updates, each bound by torch's per-operation overhead at these tiny
+    sizes; benchmarks/results/rbm_defaults.json). On MNIST an epoch is 1.5-2.3x faster than
+    ``BernoulliRBM``'s (docs/speed.md).
     """
 
     _auto_params = ("batch_size", "n_epochs")
@@ -281,8 +291,9 @@ class RBM(TorchTransformer):
         if self.n_epochs != "auto":
             self.n_epochs_ = self.n_epochs
         self.matmul_dtype_ = self.matmul_dtype
-        if self.matmul_dtype == "auto":
-            self.matmul_dtype_ = "bfloat16" if fast_bf16(dev.type) else "float32"
+        if self.matmul_dtype == "auto":     # bfloat16 where it is fast and the products are big enough
+            big = min(self.batch_size_, x.shape[0]) * D * K >= _BIG_PRODUCT
+            self.matmul_dtype_ = "bfloat16" if fast_bf16(dev.type) and big else "float32"
         self.components_ = 0.01 * torch.randn(K, D, generator=generator, device=dev)
         self.intercept_hidden_ = torch.zeros(K, device=dev)
         # visible biases start at the data's statistics (Hinton's practical guide):
@@ -323,9 +334,6 @@ class RBM(TorchTransformer):
     def _train_batch(self, v_pos: torch.Tensor, generator: torch.Generator) -> dict:
         w, b_v, b_h = self._params()
         vis, s, B = self.visible, self.sigma, v_pos.shape[0]
-        if not torch.isfinite(w.sum()):  # NaN/inf anywhere reach the sum; one pass, not isfinite's three
-            raise TrainingError(f"RBM: weights became NaN or infinite at epoch {self.n_iter_ + 1}; lower "
-                                f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
         dt = torch.bfloat16 if self.matmul_dtype_ == "bfloat16" else None
         wc = w if dt is None else w.to(dt)   # rounded once per step
 
@@ -399,7 +407,11 @@ class RBM(TorchTransformer):
     def _end_epoch(self, x, record) -> None:
         """The epoch's mean pseudo-log-likelihood (Bernoulli visibles; with ``monitor`` or, as
         scikit-learn's RBM reports it, ``verbose``) and reconstruction error (``monitor``), on up to
-        1,000 rows."""
+        1,000 rows. Weights that became NaN or infinite stop the fit here (checked once an epoch:
+        a check every step would cost a synchronizing reduction per step)."""
+        if not torch.isfinite(self.components_.sum()):   # NaN/inf anywhere reach the sum
+            raise TrainingError(f"RBM: weights became NaN or infinite in epoch {self.n_iter_}; lower "
+                                f"learning_rate (now {self.learning_rate}) or momentum (now {self.momentum})")
         sub = x[:1000]
         if self.visible == "bernoulli" and (self.monitor or self.verbose):
             w, b_v, b_h = self._params()
