@@ -120,7 +120,7 @@ def _mlp():
     return build_model({"name": "mlp", "hidden": [8, 6]}, (1, 4, 4), 3)
 
 
-@pytest.mark.parametrize("mode", ["reconstruction", "denoising", "ladder", "consistency"])
+@pytest.mark.parametrize("mode", ["reconstruction", "denoising", "ladder", "consistency", "mean_teacher"])
 def test_semi_supervised_loss_is_supervised_plus_weighted_unsupervised(mode):
     ds = _toy_semisup()
     obj = build_objective({"name": "semi_supervised", "options": {"unsupervised": mode, "weight": 0.7}}, ds)
@@ -136,11 +136,36 @@ def test_semi_supervised_loss_is_supervised_plus_weighted_unsupervised(mode):
     # the classifier alone predicts; the decoders are trained beside it and checkpointed with it
     assert net(batch["x"]).shape == (12, 3)
     decoders = [k for k in net.state_dict() if k.startswith(("decoder", "combinators", "up"))]
-    assert bool(decoders) == (mode != "consistency")
-    if mode == "consistency":                      # two perturbed views of the same images disagree a little
+    assert bool(decoders) == (mode not in ("consistency", "mean_teacher"))
+    if mode in ("consistency", "mean_teacher"):    # two perturbed views of the same images disagree a little
         assert cost.item() > 0
         net.eval()
         assert net(batch["x"], unsupervised=True)[1].item() == 0     # none in evaluation
+
+
+def test_the_mean_teacher_is_a_moving_average_of_the_student_and_no_parameter():
+    ds = _toy_semisup()
+    obj = build_objective({"name": "semi_supervised", "options": {"unsupervised": "mean_teacher", "ema_decay": 0.9}}, ds)
+    net = obj.attach(_mlp(), ds)
+    names = list(net.base.state_dict())
+    teacher = {k: v.clone() for k, v in net.teacher_state().items()}
+    assert set(teacher) == set(names) and all(torch.equal(teacher[k], net.base.state_dict()[k]) for k in names)
+    assert not any(k.startswith("teacher") for k, _ in net.named_parameters())      # never optimized
+    assert all(f"teacher__{k.replace('.', '__')}" in net.state_dict() for k in names)  # checkpointed
+    with torch.no_grad():
+        for p in net.base.parameters():
+            p.add_(1.0)
+    student = {k: v.clone() for k, v in net.base.state_dict().items()}
+    net.train()
+    obj(net, Batch(ds.train.fields())).loss.backward()
+    for k in names:                                  # teacher <- 0.9 teacher + 0.1 student, at the forward
+        assert torch.allclose(net.teacher_state()[k], 0.9 * teacher[k] + 0.1 * student[k], atol=1e-6)
+    grads = [p.grad for p in net.base.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    net.eval()
+    before = {k: v.clone() for k, v in net.teacher_state().items()}
+    net(ds.train.x, unsupervised=True)               # no update outside training
+    assert all(torch.equal(before[k], net.teacher_state()[k]) for k in names)
 
 
 def test_a_step_with_no_labeled_example_trains_on_the_unsupervised_cost_alone():
@@ -170,7 +195,8 @@ def test_the_unsupervised_weight_ramps_up():
 @pytest.mark.parametrize("override, message", [
     ("objective.options={unsupervised: ladder}", "ladder needs a fully connected model (mlp); this one has Conv2d"),
     ("objective.options={weight: -1}", "objective.weight: Input should be greater than or equal to 0"),
-    ("objective.options={unsupervised: pca}", "objective.unsupervised: Input should be 'reconstruction', 'denoising', 'ladder' or 'consistency'"),
+    ("objective.options={unsupervised: pca}", "objective.unsupervised: Input should be 'reconstruction', 'denoising', 'ladder', 'consistency' or 'mean_teacher'"),
+    ("objective.options={unsupervised: mean_teacher, ema_decay: 1.5}", "objective.ema_decay: Input should be less than 1"),
 ])
 def test_bad_semi_supervised_recipes_are_one_line_errors(override, message, tmp_path, capsys):
     assert main(["train", "digits_convnet", "--set", "objective.name=semi_supervised", "--set", override,
@@ -196,9 +222,11 @@ SEMI = ["model.hidden=[16]", "model.stages=[{channels: 4, kernel: 5, padding: sa
         "threads=1", "objective.options={unsupervised: consistency, rampup_steps: 5}"]
 
 
+@pytest.mark.parametrize("mode", ["consistency", "mean_teacher"])
 @pytest.mark.parametrize("executor, options", EXECUTORS)
-def test_semi_supervised_trains_under_every_executor(fake_mnist, tmp_path, executor, options, request):
-    r = _train_under(executor, options, request, "mnist_semisup100", SEMI, fake_mnist, tmp_path / "run")
+def test_semi_supervised_trains_under_every_executor(fake_mnist, tmp_path, executor, options, request, mode):
+    over = SEMI[:-1] + [f"objective.options={{unsupervised: {mode}, rampup_steps: 5}}"]
+    r = _train_under(executor, options, request, "mnist_semisup100", over, fake_mnist, tmp_path / "run")
     rec = r.history[-1]
     assert rec["train_loss_unsupervised"] > 0 and 0 <= rec["test_error"] <= 1
     assert sum((r.dataset.train.y >= 0).tolist()) == 20                 # 2 labels per class kept

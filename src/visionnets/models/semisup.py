@@ -19,6 +19,12 @@ classifier's ``Linear``; its input is the *code*. Three ways to learn from unlab
   noise of std ``noise``, and the model's own dropout), and the cost is the squared distance
   between the two predicted class distributions: what the unlabeled images teach is that a
   digit stays itself when it moves a little.
+- ``mean_teacher``: as ``consistency``, but the second view goes through a *teacher*: the
+  classifier with weights averaged over the training steps (an exponential moving average with
+  ``ema_decay``; Tarvainen & Valpola 2017), without gradient. The average is a steadier target
+  than the student's own noisy prediction, and its pass costs a forward only. The teacher's
+  weights are buffers of this module (``teacher__*``): checkpointed and resumed with the run,
+  never given to the optimizer; the teacher moves toward the student at every training forward.
 
 ``forward(x)`` is the classifier alone (prediction, evaluation, pictures, export);
 ``forward(x, unsupervised=True)`` returns ``(scores, cost)``: the scores the supervised loss
@@ -37,7 +43,8 @@ from visionnets.data.augment import translate
 from visionnets.errors import ConfigError
 from visionnets.nn.dense import Linear
 
-MODES = ("reconstruction", "denoising", "ladder", "consistency")
+MODES = ("reconstruction", "denoising", "ladder", "consistency", "mean_teacher")
+VIEWS = ("consistency", "mean_teacher")           # the modes that compare two perturbed views
 
 
 def leaves(model: nn.Module) -> list[nn.Module]:
@@ -65,9 +72,9 @@ class SemiSupervisedNet(nn.Module):
     """``base`` (the classifier) and the decoders of ``mode`` (see the module docstring)."""
 
     def __init__(self, base: nn.Module, input_shape: tuple[int, ...],
-                 mode: Literal["reconstruction", "denoising", "ladder", "consistency"] = "denoising",
+                 mode: Literal["reconstruction", "denoising", "ladder", "consistency", "mean_teacher"] = "denoising",
                  noise: float = 0.3, decoder_width: int = 512, layer_weights: list[float] | None = None,
-                 shift: int = 2):
+                 shift: int = 2, ema_decay: float = 0.99):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"objective.options.unsupervised: {mode!r}; expected one of {', '.join(MODES)}")
@@ -75,8 +82,8 @@ class SemiSupervisedNet(nn.Module):
         if not layers or not isinstance(layers[-1], nn.Linear):
             raise ConfigError(f"objective semi_supervised: the model must be a Sequential ending in its "
                               f"classifier's Linear layer (mlp, convnet, linear), got {type(base).__name__}")
-        self.base, self.mode, self.noise, self.shift = base, mode, noise, shift
-        if mode == "consistency" and shift and len(input_shape) != 3:
+        self.base, self.mode, self.noise, self.shift, self.ema_decay = base, mode, noise, shift, ema_decay
+        if mode in VIEWS and shift and len(input_shape) != 3:
             raise ConfigError(f"objective.options.shift: translations need image inputs (C, H, W), got {input_shape}; "
                               f"use shift: 0")
         self.input_dim = math.prod(input_shape)
@@ -96,6 +103,10 @@ class SemiSupervisedNet(nn.Module):
                 raise ConfigError(f"objective.options.layer_weights: {len(weights)} weights for the "
                                   f"{len(widths)} levels (the input and each Linear layer)")
             self.layer_weights = list(weights)
+        elif mode == "mean_teacher":
+            self._teacher_names = list(base.state_dict())
+            for name, t in base.state_dict().items():
+                self.register_buffer(_teacher_key(name), t.detach().clone())
         elif mode != "consistency":
             code = linears[-1].in_features
             self.decoder = nn.Sequential(Linear(code, decoder_width), nn.ReLU(),
@@ -107,7 +118,7 @@ class SemiSupervisedNet(nn.Module):
         noise = self.noise if self.training else 0.0
         if self.mode == "ladder":
             return self._ladder(x, noise)
-        if self.mode == "consistency":
+        if self.mode in VIEWS:
             return self._consistency(x)
         inp = x + noise * torch.randn_like(x) if self.mode == "denoising" and noise else x
         h = inp
@@ -129,9 +140,29 @@ class SemiSupervisedNet(nn.Module):
         if not self.training:                   # no perturbation: both views agree
             scores = self.base(x)
             return scores, scores.sum() * 0.0
-        s1, s2 = self.base(self._view(x)), self.base(self._view(x))
+        s1 = self.base(self._view(x))
+        if self.mode == "mean_teacher":
+            self._update_teacher()
+            with torch.no_grad():
+                s2 = torch.func.functional_call(self.base, self.teacher_state(), (self._view(x),))
+        else:
+            s2 = self.base(self._view(x))
         cost = (s1.softmax(1) - s2.softmax(1)).pow(2).sum(1).mean()
         return s1, cost
+
+    def teacher_state(self) -> dict[str, torch.Tensor]:
+        """The teacher's weights and statistics by the classifier's state-dict names (mean_teacher)."""
+        return {name: getattr(self, _teacher_key(name)) for name in self._teacher_names}
+
+    @torch.no_grad()
+    def _update_teacher(self) -> None:
+        """teacher <- d teacher + (1 - d) student for floating-point entries; the others are copied."""
+        for name, value in self.base.state_dict().items():
+            t = getattr(self, _teacher_key(name))
+            if t.is_floating_point():
+                t.lerp_(value.detach().to(t.dtype), 1.0 - self.ema_decay)
+            else:
+                t.copy_(value)
 
     def _pass(self, x: torch.Tensor, noise: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The scores and each level's value: the input, then every Linear's output (noisy when ``noise``)."""
@@ -161,3 +192,8 @@ def _normalized_error(estimate: torch.Tensor, target: torch.Tensor) -> torch.Ten
     """Mean squared error against the (detached) clean value, divided by its variance."""
     target = target.detach()
     return (estimate - target).pow(2).mean() / (target.var() + 1e-6)
+
+
+def _teacher_key(name: str) -> str:
+    """A buffer name for the teacher's copy of the classifier's state entry ``name``."""
+    return "teacher__" + name.replace(".", "__")
