@@ -14,22 +14,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def cpu_identity() -> dict:
-    """Vendor, family and model of the CPU (/proc/cpuinfo): the same VM name runs on hosts of
-    different generations (AMD family 25 is Zen 3/4, whose AVX-512 runs at half width; 26 is
-    Zen 5), and their speeds differ by up to 2x, so every result says which one it ran on."""
-    out = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("vendor_id", "cpu family", "model", "model name") and key not in out:
-                    out[key] = value.strip()
-                if not line.strip() and out:
-                    break
-    except OSError:
-        pass
-    return {k.replace(" ", "_"): v for k, v in out.items()}
+    """Vendor, family and model of the CPU: the same VM name runs on hosts of different
+    generations (AMD family 25 is Zen 3/4, whose AVX-512 runs at half width; 26 is Zen 5), and
+    their speeds differ by up to 2x, so every result says which one it ran on."""
+    from visionnets.device import cpu_info
+
+    info = cpu_info()
+    return {k.replace(" ", "_"): info[k] for k in ("vendor_id", "cpu family", "model", "model name") if k in info}
 
 
 def machine() -> dict:

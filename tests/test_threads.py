@@ -15,15 +15,20 @@ def test_choose_threads(cores, others, expected):
     assert threads.choose_threads(cores, others) == expected
 
 
-def test_others_busy_subtracts_own_time(monkeypatch):
-    """Machine busy 1.5 CPU-s and this process 0.5 CPU-s over 1 s of wall time: others kept 1 core busy."""
-    clock = iter([10.0, 11.0])
-    busy, own = iter([100.0, 101.5]), iter([3.0, 3.5])
+def _fake_readings(monkeypatch, clock, busy, own, last=None, sleep=lambda s: None):
+    """``others_busy`` reads these wall times, machine and own CPU-seconds in turn."""
+    clock, busy, own = iter(clock), iter(busy), iter(own)
     monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(threads, "_busy_seconds", lambda: next(busy))
     monkeypatch.setattr(threads, "_own_seconds", lambda: next(own))
-    monkeypatch.setattr(threads, "_last", None)
-    monkeypatch.setattr(threads.time, "sleep", lambda s: None)
+    monkeypatch.setattr(threads, "_last", last)
+    monkeypatch.setattr(threads, "_last_answer", None)
+    monkeypatch.setattr(threads.time, "sleep", sleep)
+
+
+def test_others_busy_subtracts_own_time(monkeypatch):
+    """Machine busy 1.5 CPU-s and this process 0.5 CPU-s over 1 s of wall time: others kept 1 core busy."""
+    _fake_readings(monkeypatch, [10.0, 11.0], [100.0, 101.5], [3.0, 3.5])
     assert threads.others_busy() == pytest.approx(1.0)
 
 
@@ -104,17 +109,9 @@ def test_trainer_chooses_before_each_epoch(monkeypatch, tmp_path):
 
 def test_a_call_within_the_window_reuses_the_last_answer(monkeypatch):
     """A second call 10 ms after a measurement answers as it did, without sleeping or measuring."""
-    clock = iter([11.0, 11.01])
-    busy, own = iter([101.5, 999.0]), iter([3.5, 0.0])
-    monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
-    monkeypatch.setattr(threads, "_busy_seconds", lambda: next(busy))
-    monkeypatch.setattr(threads, "_own_seconds", lambda: next(own))
-    monkeypatch.setattr(threads, "_last", (10.0, 100.0, 3.0))
-    monkeypatch.setattr(threads, "_last_answer", None)
-
     def no_sleep(s):
         raise AssertionError("slept")
 
-    monkeypatch.setattr(threads.time, "sleep", no_sleep)
+    _fake_readings(monkeypatch, [11.0, 11.01], [101.5, 999.0], [3.5, 0.0], last=(10.0, 100.0, 3.0), sleep=no_sleep)
     assert threads.others_busy() == pytest.approx(1.0)       # a full window since _last: measured
     assert threads.others_busy() == pytest.approx(1.0)       # 10 ms later: the same answer

@@ -35,16 +35,37 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 @functools.cache
+def cpu_info() -> dict[str, str]:
+    """The first processor's entries of ``/proc/cpuinfo`` (``vendor_id``, ``cpu family``,
+    ``model``, ``model name``, ``flags``, ...), read once; ``{}`` where there is none (not Linux).
+    The one place visionnets reads the CPU's identity (bf16 support, the linear layers' kernel
+    choice, the machine facts of benchmark results)."""
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    if info:                        # the end of the first processor's block
+                        break
+                    continue
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return {}
+    return info
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``avx512f``, ``avx512_bf16``, ``amx_bf16``, ...)."""
+    return frozenset(cpu_info().get("flags", "").split())
+
+
+@functools.cache
 def fast_bf16(device_type: str) -> bool:
     """Whether ``device_type`` computes bfloat16 fast: CUDA with bf16 support, or a CPU with
     AVX-512 BF16 or AMX (elsewhere bf16 matmuls are emulated and slower than float32)."""
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device_type == "cpu":
-        try:
-            with open("/proc/cpuinfo") as fh:
-                flags = fh.read()
-        except OSError:
-            return False
-        return " avx512_bf16" in flags or " amx_bf16" in flags
+        return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
     return False

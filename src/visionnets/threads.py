@@ -96,9 +96,10 @@ def others_busy() -> float | None:
     now, busy, own = time.monotonic(), _busy_seconds(), _own_seconds()
     if busy is None:
         return None
-    if _last is not None and now - _last[0] < MIN_WINDOW_S and _last_answer is not None:
+    recent = _last is not None and now - _last[0] < MIN_WINDOW_S
+    if recent and _last_answer is not None:
         return _last_answer
-    if _last is None or now - _last[0] < MIN_WINDOW_S:
+    if _last is None or recent:
         start = _last if _last is not None else (now, busy, own)
         time.sleep(max(0.0, MIN_WINDOW_S - (now - start[0])))
         now, busy, own = time.monotonic(), _busy_seconds(), _own_seconds()

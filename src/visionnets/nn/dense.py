@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visionnets.device import cpu_flags, cpu_info
 from visionnets.errors import ConfigError
 from visionnets.nn import functional
 
@@ -48,15 +49,9 @@ BACKENDS = ("auto", "onednn", "aten")
 _backend = os.environ.get("VISIONNETS_LINEAR", "auto")
 
 
-@functools.cache
 def _cpu_prefers_onednn() -> bool:
     """True on a non-Intel x86 CPU with AVX-512 (where MKL's float32 GEMM uses AVX2 only)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read(1 << 16)
-    except OSError:
-        return False
-    return "avx512f" in info and "GenuineIntel" not in info and "vendor_id" in info
+    return "avx512f" in cpu_flags() and cpu_info().get("vendor_id", "GenuineIntel") != "GenuineIntel"
 
 
 @functools.cache

@@ -371,15 +371,14 @@ class RBM(TorchTransformer):
         lr, mom = self.learning_rate, self.momentum
         if vis == "gaussian":
             v_both = v_both / s
-        dbh = None
-        if self.sparsity_target is not None and self.sparsity_cost:
-            dbh = (self.sparsity_target - h_both[:B].mean(0)).mul_(self.sparsity_cost)
         h_both[B:].neg_()                  # the negative phase's sign, in place (the chain holds a copy)
         dw = _mm(h_both.t(), v_both, dt).div_(B)
         if self.weight_decay:
             dw.add_(w, alpha=-self.weight_decay)
-        dbh = h_both.sum(0).div_(B) if dbh is None else dbh.add_(h_both.sum(0), alpha=1.0 / B)
+        dbh = h_both.sum(0).div_(B)
         dbv = (v_pos.sum(0) - v_neg.sum(0)).div_(B if vis == "bernoulli" else B * s * s)
+        if self.sparsity_target is not None and self.sparsity_cost:   # h_both[:B] is h_pos, unsigned
+            dbh.add_(self.sparsity_target - h_both[:B].mean(0), alpha=self.sparsity_cost)
         for p, g, vel in zip((w, b_h, b_v), (dw, dbh, dbv), self._velocity):
             if mom:
                 vel.mul_(mom).add_(g, alpha=lr)
