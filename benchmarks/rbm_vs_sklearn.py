@@ -8,8 +8,8 @@ the same function (visionnets.unsupervised.pseudo_likelihood, float64) on both f
 scikit-learn keeps the input's dtype: it is timed on float64 input (what ``X / 255.0`` gives,
 its usual use) and on float32 input. visionnets trains in float32 whatever the input, with its
 matmuls in float32 or (``matmul_dtype="bfloat16"``) on bfloat16 inputs; both are timed. The
-Bernoulli samples are drawn by a vectorized ``randint`` comparison (``sample_bernoulli``):
-torch's CPU ``bernoulli`` cost as much as the matmuls.
+Bernoulli samples are drawn by ``sample_bernoulli`` (16-bit uniforms, four cut from each 64-bit
+random number): torch's CPU ``bernoulli`` cost as much as the matmuls.
 Two comparisons: (1) the same number of epochs for both; (2) time to quality: visionnets
 is trained a quarter epoch at a time (``partial_fit`` on quarter-epoch chunks; evaluation
 not timed) until its test pseudo-likelihood is at least scikit-learn's after all its epochs,
