@@ -275,7 +275,8 @@ def main() -> None:
         src = subprocess.run(["git", "show", f"{a.baseline}:src/visionnets/nn/functional.py"], check=True,
                              capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
-            fh.write(src.replace('"visionnets::', '"visionnets_baseline::'))  # its custom ops apart from ours
+            fh.write(src.replace('"visionnets::', '"visionnets_baseline::')  # its custom ops apart from ours
+                     .replace("torch.ops.visionnets.", "torch.ops.visionnets_baseline."))
         os.environ["VN_BASELINE"] = fh.name
         rev = subprocess.run(["git", "rev-parse", "--short", a.baseline], capture_output=True, text=True,
                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()

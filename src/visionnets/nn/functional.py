@@ -122,8 +122,10 @@ class _Geometry:
     Internally the input is kept batch-last, ``xt`` of shape (C, Hp, Wp, B), so that the unfolded
     band ``cols`` of shape (rows * ow, C*kh*kw, B) is gathered, and scattered back, in runs of
     ``kw * B`` contiguous numbers. K = C*kh*kw runs in the weight's own (c, p, q) order. At each
-    location l the forward multiplies (B, K) @ (K, O), the backward (O, B) @ (B, K) for dW and
-    (K, O) @ (O, B) for dcols; each operand is a (possibly transposed) view, never a copy.
+    location l the forward multiplies W[l] (O, K) @ cols[l] (K, B) into an (O, B) block, the
+    backward g[l] (O, B) @ cols[l]^T (B, K) for dW and W[l]^T (K, O) @ g[l] (O, B) for dcols; each
+    operand is a (possibly transposed) view, never a copy. (The (O, B) orientation matters: MKL
+    takes 110 ms for shape (c)'s forward that way against 410 ms for (B, K) @ (K, O).)
     """
 
     def __init__(self, x: Tensor, weight: Tensor, stride, padding):
@@ -195,13 +197,13 @@ def _lc_kernel(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) 
     y = x.new_empty(geo.b, geo.o, geo.oh, geo.ow)
     y_flat = y.view(geo.b, geo.o, n)
     buf = x.new_empty(geo.rows * geo.ow, geo.k, geo.b)
-    out = x.new_empty(geo.rows * geo.ow, geo.b, geo.o)  # one band's (L, B, O) result
+    out = x.new_empty(geo.rows * geo.ow, geo.o, geo.b)  # one band's (L, O, B) result
     for r0, rows in geo.bands():
         l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
         cols = geo.gather(xt, r0, rows, buf)
         band = out[: l1 - l0]
-        torch.bmm(cols.transpose(1, 2), w[l0:l1].transpose(1, 2), out=band)  # (B,K)@(K,O)
-        y_flat[:, :, l0:l1].copy_(band.permute(1, 2, 0))
+        torch.bmm(w[l0:l1], cols, out=band)  # (O,K)@(K,B)
+        y_flat[:, :, l0:l1].copy_(band.permute(2, 1, 0))
     if bias is not None:
         y += bias
     return y
@@ -224,14 +226,14 @@ def _lc_backward_kernel(grad_y: Tensor, x: Tensor, weight: Tensor, stride, paddi
     gt_buf = x.new_empty(geo.rows * geo.ow * geo.b * geo.o)
     for r0, rows in geo.bands():
         l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
-        gt = gt_buf[: (l1 - l0) * geo.b * geo.o].view(l1 - l0, geo.b, geo.o)
-        gt.copy_(g_flat[:, :, l0:l1].permute(2, 0, 1))  # (L, B, O)
+        gt = gt_buf[: (l1 - l0) * geo.b * geo.o].view(l1 - l0, geo.o, geo.b)
+        gt.copy_(g_flat[:, :, l0:l1].permute(2, 1, 0))  # (L, O, B)
         cols = buf[: l1 - l0]
         if need_w:
             geo.gather(xt, r0, rows, buf)
-            torch.bmm(gt.transpose(1, 2), cols.transpose(1, 2), out=grad_w[l0:l1])
+            torch.bmm(gt, cols.transpose(1, 2), out=grad_w[l0:l1])
         if need_x:
-            torch.bmm(w[l0:l1].transpose(1, 2), gt.transpose(1, 2), out=cols)
+            torch.bmm(w[l0:l1].transpose(1, 2), gt, out=cols)
             geo.scatter_add(gxt, cols, r0, rows)
     del buf, gt_buf
     grad_x = x.new_empty(0)
