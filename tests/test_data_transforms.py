@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from visionnets.data import build_augment, build_transforms, load_dataset
-from visionnets.data.augment import crop_batch, hflip, random_crop, translate
+from visionnets.data.augment import crop_batch, cutout, hflip, random_crop, translate
 from visionnets.data.transforms import Standardize, contrast_normalize, moments
 from visionnets.errors import ConfigError, DataError
 
@@ -134,6 +134,22 @@ def test_random_crop_matches_reference_and_refuses_other_sizes():
     got = crop_batch(view, top, left, 4, 5)
     for b in range(8):
         assert torch.equal(got[b], view[b, :, top[b]:top[b] + 4, left[b]:left[b] + 5])
+
+
+def test_cutout_zeroes_a_clipped_square_around_a_random_pixel_per_image():
+    x = torch.rand(32, 2, 9, 7) + 1.0                        # nothing is 0 before
+    out = cutout(x, _gen(5), size=4)
+    g = _gen(5)
+    cy, cx = torch.randint(0, 9, (32, 1), generator=g), torch.randint(0, 7, (32, 1), generator=g)
+    for b in range(32):
+        ref = x[b].clone()
+        y0, x0 = int(cy[b]) - 2, int(cx[b]) - 2               # the square's corner, before clipping
+        ref[:, max(0, y0):y0 + 4, max(0, x0):x0 + 4] = 0
+        assert torch.equal(out[b], ref)
+    inner = (out[:, 0] == 0).flatten(1).sum(1)
+    assert int(inner.max()) == 16 and int(inner.min()) >= 4    # whole inside; clipped at a corner
+    assert torch.equal(cutout(x, _gen(5), size=4), out)
+    assert "cutout(size=3)" in repr(build_augment([{"name": "cutout", "size": 3}]))
 
 
 def test_hflip_flips_about_p_of_the_images():

@@ -120,10 +120,12 @@ def _mlp():
     return build_model({"name": "mlp", "hidden": [8, 6]}, (1, 4, 4), 3)
 
 
-@pytest.mark.parametrize("mode", ["reconstruction", "denoising", "ladder", "consistency", "mean_teacher"])
+@pytest.mark.parametrize("mode", ["reconstruction", "denoising", "ladder", "consistency", "mean_teacher",
+                                  "pseudo_label"])
 def test_semi_supervised_loss_is_supervised_plus_weighted_unsupervised(mode):
     ds = _toy_semisup()
-    obj = build_objective({"name": "semi_supervised", "options": {"unsupervised": mode, "weight": 0.7}}, ds)
+    obj = build_objective({"name": "semi_supervised", "options": {"unsupervised": mode, "weight": 0.7,
+                                                                 "threshold": 0.0}}, ds)
     net = obj.attach(_mlp(), ds)
     batch = Batch(ds.train.fields())
     torch.manual_seed(3)
@@ -136,11 +138,43 @@ def test_semi_supervised_loss_is_supervised_plus_weighted_unsupervised(mode):
     # the classifier alone predicts; the decoders are trained beside it and checkpointed with it
     assert net(batch["x"]).shape == (12, 3)
     decoders = [k for k in net.state_dict() if k.startswith(("decoder", "combinators", "up"))]
-    assert bool(decoders) == (mode not in ("consistency", "mean_teacher"))
-    if mode in ("consistency", "mean_teacher"):    # two perturbed views of the same images disagree a little
+    assert bool(decoders) == (mode not in ("consistency", "mean_teacher", "pseudo_label"))
+    if mode in ("consistency", "mean_teacher", "pseudo_label"):    # two views of the same images disagree a little
         assert cost.item() > 0
         net.eval()
         assert net(batch["x"], unsupervised=True)[1].item() == 0     # none in evaluation
+
+
+def test_pseudo_labels_are_the_confident_top_classes_of_the_batch_taught_to_a_strong_view():
+    from visionnets.data.augment import cutout, translate
+
+    ds = _toy_semisup()
+    x = ds.train.x
+    weight = torch.randn(3, 16, generator=torch.Generator().manual_seed(0)) * 3
+
+    def cost(threshold):
+        obj = build_objective({"name": "semi_supervised", "options": {
+            "unsupervised": "pseudo_label", "threshold": threshold, "cutout": 2, "noise": 0.1, "shift": 1}}, ds)
+        net = obj.attach(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)), ds)
+        with torch.no_grad():
+            net.base[1].weight.copy_(weight)
+            net.base[1].bias.zero_()
+        torch.manual_seed(3)
+        return net, net(x, unsupervised=True)[1]
+
+    net, _ = cost(0.0)
+    conf, target = net.base(x).softmax(1).max(1)
+    threshold = conf.median().item()                         # about half the batch is that confident
+    torch.manual_seed(3)
+    strong = translate(x, torch.default_generator, 1)
+    strong = cutout(strong, torch.default_generator, 2)
+    strong = strong + 0.1 * torch.randn_like(strong)
+    ce = torch.nn.functional.cross_entropy(net.base(strong), target, reduction="none")
+    kept = conf >= threshold
+    assert 0 < int(kept.sum()) < len(x)
+    assert cost(threshold)[1].item() == pytest.approx((ce * kept).sum().item() / len(x), rel=1e-6)
+    assert cost(1.0)[1].item() == 0                          # nothing that confident: no cost
+    assert cost(0.0)[1].item() == pytest.approx(ce.mean().item(), rel=1e-6)
 
 
 def test_the_mean_teacher_is_a_moving_average_of_the_student_and_no_parameter():
@@ -195,8 +229,10 @@ def test_the_unsupervised_weight_ramps_up():
 @pytest.mark.parametrize("override, message", [
     ("objective.options={unsupervised: ladder}", "ladder needs a fully connected model (mlp); this one has Conv2d"),
     ("objective.options={weight: -1}", "objective.weight: Input should be greater than or equal to 0"),
-    ("objective.options={unsupervised: pca}", "objective.unsupervised: Input should be 'reconstruction', 'denoising', 'ladder', 'consistency' or 'mean_teacher'"),
+    ("objective.options={unsupervised: pca}", "objective.unsupervised: Input should be 'reconstruction', 'denoising', 'ladder', 'consistency', 'mean_teacher' or 'pseudo_label'"),
     ("objective.options={unsupervised: mean_teacher, ema_decay: 1.5}", "objective.ema_decay: Input should be less than 1"),
+    ("objective.options={unsupervised: pseudo_label, threshold: 1.5}", "objective.threshold: Input should be less than or equal to 1"),
+    ("objective.options={unsupervised: pseudo_label, cutout: 9}", "objective.options.cutout: 9 needs image inputs (C, H, W) at least that large, got (1, 8, 8)"),
 ])
 def test_bad_semi_supervised_recipes_are_one_line_errors(override, message, tmp_path, capsys):
     assert main(["train", "digits_convnet", "--set", "objective.name=semi_supervised", "--set", override,
@@ -222,10 +258,11 @@ SEMI = ["model.hidden=[16]", "model.stages=[{channels: 4, kernel: 5, padding: sa
         "threads=1", "objective.options={unsupervised: consistency, rampup_steps: 5}"]
 
 
-@pytest.mark.parametrize("mode", ["consistency", "mean_teacher"])
+@pytest.mark.parametrize("mode", ["consistency", "mean_teacher", "pseudo_label"])
 @pytest.mark.parametrize("executor, options", EXECUTORS)
 def test_semi_supervised_trains_under_every_executor(fake_mnist, tmp_path, executor, options, request, mode):
-    over = SEMI[:-1] + [f"objective.options={{unsupervised: {mode}, rampup_steps: 5}}"]
+    extra = ", threshold: 0.0, cutout: 4" if mode == "pseudo_label" else ""   # a cost from the first step
+    over = SEMI[:-1] + [f"objective.options={{unsupervised: {mode}, rampup_steps: 5{extra}}}"]
     r = _train_under(executor, options, request, "mnist_semisup100", over, fake_mnist, tmp_path / "run")
     rec = r.history[-1]
     assert rec["train_loss_unsupervised"] > 0 and 0 <= rec["test_error"] <= 1

@@ -21,6 +21,8 @@ options::
   ``size`` x ``size`` crop at a uniform random position (``size`` defaults to the image size,
   which is the only size allowed: training and evaluation inputs must have the same shape).
 - ``hflip(p)``: each image mirrored left-right with probability ``p``.
+- ``cutout(size)``: a ``size`` x ``size`` square of each image set to 0, centred at a uniform
+  random pixel and clipped at the borders (DeVries & Taylor 2017).
 """
 
 from __future__ import annotations
@@ -94,6 +96,21 @@ def hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.
     return torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
 
 
+def cutout(x: torch.Tensor, generator: torch.Generator, size: int = 8) -> torch.Tensor:
+    """Set a ``size`` x ``size`` square of each image to 0 (DeVries & Taylor 2017), centred at a
+    uniform random pixel, clipped at the borders (so near an edge less is covered)."""
+    _check_batch(x, "cutout")
+    b, _, h, w = x.shape
+    dev = generator.device
+    cy = torch.randint(0, h, (b, 1), generator=generator, device=dev).to(x.device)
+    cx = torch.randint(0, w, (b, 1), generator=generator, device=dev).to(x.device)
+    lo = size // 2
+    rows = torch.arange(h, device=x.device) - cy + lo            # in [0, size) inside the square
+    cols = torch.arange(w, device=x.device) - cx + lo
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    return x.masked_fill(inside[:, None], 0.0)
+
+
 class Augment:
     """Augmentations applied in order to a training batch: ``aug(x, generator) -> x``."""
 
@@ -126,6 +143,11 @@ def _translate(max_shift: Annotated[int, pydantic.Field(ge=0)] = 2):
 def _random_crop(size: Annotated[int, pydantic.Field(ge=1)] | None = None,
                  padding: Annotated[int, pydantic.Field(ge=0)] = 4):
     return _bind("random_crop", random_crop, size=size, padding=padding)
+
+
+@AUGMENTS.register("cutout")
+def _cutout(size: Annotated[int, pydantic.Field(ge=1)] = 8):
+    return _bind("cutout", cutout, size=size)
 
 
 @AUGMENTS.register("hflip")

@@ -19,6 +19,13 @@ classifier's ``Linear``; its input is the *code*. Three ways to learn from unlab
   noise of std ``noise``, and the model's own dropout), and the cost is the squared distance
   between the two predicted class distributions: what the unlabeled images teach is that a
   digit stays itself when it moves a little.
+- ``pseudo_label``: FixMatch's rule (Sohn et al. 2020): the batch as the data pipeline gives it
+  (the *weak* view) is classified; where the class distribution's top probability reaches
+  ``threshold``, its top class becomes a hard target for a *strong* view of the same image (a
+  translation by up to ``shift`` pixels, a ``cutout`` x ``cutout`` square set to 0, Gaussian noise
+  of std ``noise``, the model's dropout), by cross-entropy; below the threshold an example adds
+  nothing. The cost is averaged over every example of the batch (FixMatch's normalization), so
+  it grows as the classifier grows confident.
 - ``mean_teacher``: as ``consistency``, but the second view goes through a *teacher*: the
   classifier with weights averaged over the training steps (an exponential moving average with
   ``ema_decay``; Tarvainen & Valpola 2017), without gradient. The average is a steadier target
@@ -39,12 +46,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from visionnets.data.augment import translate
+from visionnets.data.augment import cutout, translate
 from visionnets.errors import ConfigError
 from visionnets.nn.dense import Linear
 
-MODES = ("reconstruction", "denoising", "ladder", "consistency", "mean_teacher")
-VIEWS = ("consistency", "mean_teacher")           # the modes that compare two perturbed views
+MODES = ("reconstruction", "denoising", "ladder", "consistency", "mean_teacher", "pseudo_label")
+VIEWS = ("consistency", "mean_teacher", "pseudo_label")   # the modes that compare two views
 
 
 def leaves(model: nn.Module) -> list[nn.Module]:
@@ -72,9 +79,10 @@ class SemiSupervisedNet(nn.Module):
     """``base`` (the classifier) and the decoders of ``mode`` (see the module docstring)."""
 
     def __init__(self, base: nn.Module, input_shape: tuple[int, ...],
-                 mode: Literal["reconstruction", "denoising", "ladder", "consistency", "mean_teacher"] = "denoising",
+                 mode: Literal["reconstruction", "denoising", "ladder", "consistency", "mean_teacher",
+                               "pseudo_label"] = "denoising",
                  noise: float = 0.3, decoder_width: int = 512, layer_weights: list[float] | None = None,
-                 shift: int = 2, ema_decay: float = 0.99):
+                 shift: int = 2, ema_decay: float = 0.99, threshold: float = 0.95, cutout: int = 0):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"objective.options.unsupervised: {mode!r}; expected one of {', '.join(MODES)}")
@@ -83,9 +91,13 @@ class SemiSupervisedNet(nn.Module):
             raise ConfigError(f"objective semi_supervised: the model must be a Sequential ending in its "
                               f"classifier's Linear layer (mlp, convnet, linear), got {type(base).__name__}")
         self.base, self.mode, self.noise, self.shift, self.ema_decay = base, mode, noise, shift, ema_decay
+        self.threshold, self.cutout = threshold, cutout
         if mode in VIEWS and shift and len(input_shape) != 3:
             raise ConfigError(f"objective.options.shift: translations need image inputs (C, H, W), got {input_shape}; "
                               f"use shift: 0")
+        if mode == "pseudo_label" and cutout and (len(input_shape) != 3 or cutout > min(input_shape[1:])):
+            raise ConfigError(f"objective.options.cutout: {cutout} needs image inputs (C, H, W) at least that "
+                              f"large, got {input_shape}")
         self.input_dim = math.prod(input_shape)
         self._layers = layers                      # a plain list: the parameters stay base's alone
         linears = [m for m in layers if isinstance(m, nn.Linear)]
@@ -107,7 +119,7 @@ class SemiSupervisedNet(nn.Module):
             self._teacher_names = list(base.state_dict())
             for name, t in base.state_dict().items():
                 self.register_buffer(_teacher_key(name), t.detach().clone())
-        elif mode != "consistency":
+        elif mode not in VIEWS:
             code = linears[-1].in_features
             self.decoder = nn.Sequential(Linear(code, decoder_width), nn.ReLU(),
                                          Linear(decoder_width, self.input_dim))
@@ -136,10 +148,24 @@ class SemiSupervisedNet(nn.Module):
             x = translate(x, torch.default_generator, self.shift)
         return x + self.noise * torch.randn_like(x) if self.noise else x
 
+    def _strong(self, x: torch.Tensor) -> torch.Tensor:
+        """The pseudo-label's strong view: translated, a random ``cutout`` square zeroed, noisy."""
+        if self.shift:
+            x = translate(x, torch.default_generator, self.shift)
+        if self.cutout:
+            x = cutout(x, torch.default_generator, self.cutout)
+        return x + self.noise * torch.randn_like(x) if self.noise else x
+
     def _consistency(self, x: torch.Tensor):
         if not self.training:                   # no perturbation: both views agree
             scores = self.base(x)
             return scores, scores.sum() * 0.0
+        if self.mode == "pseudo_label":
+            weak = self.base(x)
+            conf, target = weak.detach().float().softmax(1).max(1)
+            strong = self.base(self._strong(x))
+            ce = nn.functional.cross_entropy(strong.float(), target, reduction="none")
+            return weak, (ce * (conf >= self.threshold)).mean()
         s1 = self.base(self._view(x))
         if self.mode == "mean_teacher":
             self._update_teacher()

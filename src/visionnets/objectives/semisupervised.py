@@ -5,8 +5,10 @@ with "lots and lots of unlabeled data").
     L = loss(scores[labeled], y[labeled]) + lambda(step) * reconstruction cost(all examples)
 
 The unsupervised cost is one of ``reconstruction``, ``denoising``, ``ladder`` (per-layer
-denoising), ``consistency`` (the Pi-model: two perturbed views must agree) or
-``mean_teacher`` (the second view through the weights' moving average, ``ema_decay``); see
+denoising), ``consistency`` (the Pi-model: two perturbed views must agree),
+``mean_teacher`` (the second view through the weights' moving average, ``ema_decay``) or
+``pseudo_label`` (FixMatch: confident predictions on the batch become hard targets for a
+strongly perturbed view, ``threshold`` and ``cutout``); see
 :mod:`visionnets.models.semisup`, whose decoders the objective attaches to the recipe's model. Unlabeled examples carry the label ``UNLABELED`` (-1): a dataset gets them
 from ``data.labels_per_class``; a batch may hold labeled and unlabeled examples in any
 proportion, none labeled included. ``lambda`` ramps up from 0 to ``weight`` over the first
@@ -41,24 +43,27 @@ from visionnets.objectives.core import OBJECTIVES, Output, build_objective, get_
 
 @OBJECTIVES.register("semi_supervised")
 class SemiSupervised:
-    """``loss``: the supervised loss; ``unsupervised``: reconstruction, denoising, ladder, consistency
-    or mean_teacher; ``ema_decay``: the mean teacher's average (per step);
+    """``loss``: the supervised loss; ``unsupervised``: reconstruction, denoising, ladder, consistency,
+    mean_teacher or pseudo_label; ``ema_decay``: the mean teacher's average (per step);
+    ``threshold``: the pseudo-label's confidence; ``cutout``: its strong view's square (pixels, 0: none);
     ``weight`` (>= 0): lambda after the ramp-up; ``rampup_steps``; ``noise``: the corruption's
     std; ``decoder_width``: the reconstruction decoder's hidden units; ``layer_weights``: the
     ladder's per-level weights (input first); ``shift``: the consistency views' translation."""
 
     def __init__(self, loss: str = "cross_entropy",
                  unsupervised: Literal["reconstruction", "denoising", "ladder", "consistency",
-                                       "mean_teacher"] = "denoising",
+                                       "mean_teacher", "pseudo_label"] = "denoising",
                  weight: Annotated[float, Field(ge=0)] = 1.0, rampup_steps: Annotated[int, Field(ge=0)] = 0,
                  noise: Annotated[float, Field(ge=0)] = 0.3, decoder_width: Annotated[int, Field(ge=1)] = 512,
                  layer_weights: list[Annotated[float, Field(ge=0)]] | None = None,
                  shift: Annotated[int, Field(ge=0)] = 2,
-                 ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.99):
+                 ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.99,
+                 threshold: Annotated[float, Field(ge=0, le=1)] = 0.95,
+                 cutout: Annotated[int, Field(ge=0)] = 0):
         self.loss = get_loss(loss, "objective.loss")
         self.unsupervised, self.weight, self.rampup = unsupervised, weight, rampup_steps
         self.noise, self.decoder_width, self.layer_weights, self.shift = noise, decoder_width, layer_weights, shift
-        self.ema_decay = ema_decay
+        self.ema_decay, self.threshold, self.cutout = ema_decay, threshold, cutout
         self.step = None
 
     def bind(self, dataset) -> None:
@@ -68,7 +73,7 @@ class SemiSupervised:
 
     def attach(self, model: nn.Module, dataset) -> SemiSupervisedNet:
         return SemiSupervisedNet(model, dataset.input_shape, self.unsupervised, self.noise, self.decoder_width,
-                                 self.layer_weights, self.shift, self.ema_decay)
+                                 self.layer_weights, self.shift, self.ema_decay, self.threshold, self.cutout)
 
     def at_step(self, step: int) -> None:
         self.step = step
