@@ -141,3 +141,48 @@ def test_bad_backend_and_shapes_are_one_line_errors(backend):
         linear_mod.mm(torch.randn(2, 3, 4), torch.randn(4, 2))
     with pytest.raises(RuntimeError):                # torch's own shape error, not a silent result
         linear(torch.randn(2, 5), torch.randn(3, 4))
+
+
+# --------------------------------------------------------------------------- dropout
+
+def test_dropout_zeroes_p_of_the_elements_and_scales_the_rest_to_keep_the_mean():
+    from visionnets.nn import Dropout
+
+    x = torch.full((400, 500), 3.0)
+    for p, k in ((0.5, 32768), (0.3, round(0.3 * 65536))):
+        y = functional.dropout(x, p, generator=torch.Generator().manual_seed(0))
+        kept = y != 0
+        assert y.unique().tolist() == pytest.approx([0.0, 3.0 * 65536 / (65536 - k)], rel=1e-6)
+        assert abs(1 - kept.float().mean().item() - p) < 0.005          # 200,000 draws: 3 sigma ~ 0.003
+        rows = kept.float().mean(1)                                     # no structure across the mask
+        assert rows.std().item() < 0.05 and abs(rows[:200].mean() - rows[200:].mean()) < 0.01
+    assert torch.equal(functional.dropout(x, 0.5, training=False), x) and functional.dropout(x, 0.0) is x
+    assert not functional.dropout(x, 1.0).any()
+    a = functional.dropout(x, 0.5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, functional.dropout(x, 0.5, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(ConfigError, match=r"dropout: p must be in \[0, 1\], got 1.5"):
+        functional.dropout(x, 1.5)
+    layer = Dropout(0.25)
+    assert isinstance(layer, torch.nn.Dropout) and torch.equal(layer.eval()(x), x)
+    assert (layer.train()(x) == 0).float().mean().item() == pytest.approx(0.25, abs=0.005)
+    bf = functional.dropout(x.bfloat16(), 0.5)
+    assert bf.dtype == torch.bfloat16 and set(bf.unique().tolist()) == {0.0, 6.0}
+
+
+def test_dropout_gradient_is_the_mask_and_gradcheck_passes_in_float64():
+    x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
+    y = functional.dropout(x, 0.5, generator=torch.Generator().manual_seed(2))
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad, (y != 0).double() * 2.0)
+    assert torch.autograd.gradcheck(
+        lambda t: functional.dropout(t, 0.4, generator=torch.Generator().manual_seed(3)), (x,))
+
+
+def test_dropout_under_compile_and_trace_is_torch_dropout():
+    from visionnets.nn import Dropout
+
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), Dropout(0.5))
+    out = torch.compile(net, backend="eager", fullgraph=True)(torch.randn(16, 8))
+    assert out.shape == (16, 8) and (out == 0).any()
+    traced = torch.jit.trace(net.eval(), torch.randn(2, 8))
+    assert torch.equal(traced(torch.ones(2, 8)), net(torch.ones(2, 8)))

@@ -15,7 +15,10 @@ from visionnets.commands import COMMANDS
 from visionnets.errors import VisionnetsError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command``'s sub-parser gets its arguments (every one's when None). Only that
+    command's module is imported: some import scikit-learn or matplotlib, and a command should not
+    wait seconds for the others' imports (``compare``'s alone took 3.3 s of every start)."""
     parser = argparse.ArgumentParser(
         prog="visionnets",
         description="Neural nets for vision (CVPR 2012 tutorial, part II): train, inspect and "
@@ -23,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"visionnets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
+        if command is not None and name != command:
+            sub.add_parser(name, help=help_)          # listed in the help, never parsed here
+            continue
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip().splitlines()[0])
         mod.add_arguments(p)
@@ -31,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(first if first in COMMANDS else "")
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -23,6 +23,7 @@ from visionnets.models.catalog import MODELS
 from visionnets.models.init import init_layer
 from visionnets.models.mlp import fully_connected
 from visionnets.nn.activations import make_activation
+from visionnets.nn.dense import Dropout
 
 PosInt = Annotated[int, Field(ge=1)]
 
@@ -111,7 +112,7 @@ def convnet(input_shape: tuple[int, ...], num_outputs: int, stages: list[Stage],
             if mod is not None:
                 parts[name] = mod
         if st.dropout > 0:
-            parts["dropout"] = nn.Dropout(st.dropout)
+            parts["dropout"] = Dropout(st.dropout)
         stage = nn.Sequential(parts)
         with torch.no_grad():
             x = stage.eval()(x)

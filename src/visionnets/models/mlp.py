@@ -12,7 +12,7 @@ from torch import nn
 from visionnets.models.catalog import MODELS
 from visionnets.models.init import init_layer
 from visionnets.nn.activations import make_activation
-from visionnets.nn.dense import Linear
+from visionnets.nn.dense import Dropout, Linear
 
 Activation = Literal["relu", "tanh", "sigmoid"]
 
@@ -41,7 +41,7 @@ def fully_connected(width: int, num_outputs: int, hidden=(), activation: str = "
         layers[f"fc{i}"] = init_layer(Linear(width, h), activation)
         layers[f"act{i}"] = make_activation(activation)
         if dropout > 0:
-            layers[f"drop{i}"] = nn.Dropout(dropout)
+            layers[f"drop{i}"] = Dropout(dropout)
         width = h
     layers["out"] = init_layer(Linear(width, num_outputs), "linear")
     return layers

@@ -134,6 +134,22 @@ def mm(a: Tensor, b: Tensor) -> Tensor:
     return linear(a, b.t())
 
 
+class Dropout(nn.Dropout):
+    """``torch.nn.Dropout`` (same ``p``, ``inplace``, ``isinstance``) drawing its CPU masks with
+    :func:`visionnets.nn.functional.dropout` (4-5x faster; ``p`` rounded to a multiple of 2^-16).
+    The model builders of visionnets use it. ``inplace=True`` keeps ``F.dropout``.
+
+    >>> import torch
+    >>> Dropout(0.5).eval()(torch.ones(3)).tolist()
+    [1.0, 1.0, 1.0]
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        if self.inplace:
+            return F.dropout(input, self.p, self.training, inplace=True)
+        return functional.dropout(input, self.p, self.training)
+
+
 class Linear(nn.Linear):
     """``torch.nn.Linear`` computed by :func:`linear` (oneDNN's float32 kernels where faster)."""
 

@@ -13,6 +13,7 @@ l2_pool2d               y = sqrt(sum_{(p,q) in N(i,j)} w_pq x^2 + eps)
 subtractive_norm2d      v = x - sum_{c,p,q} w_cpq x[c,i+p,j+q]
 divisive_norm2d         y = v / max(mean_ij(sigma), sigma),  sigma = sqrt(sum_{c,p,q} w_cpq v^2)
 local_contrast_norm2d   divisive_norm2d(subtractive_norm2d(x))   (Jarrett et al., ICCV 2009)
+dropout                 y = x * m / (1 - p),  m ~ Bernoulli(1 - p), p rounded to k / 2^16
 ======================  ===========================================================================
 
 Only ``locally_connected2d`` has hand-written kernels (the custom ops
@@ -718,3 +719,53 @@ def local_contrast_norm2d(input: Tensor, kernel_size: int = 9, sigma: float | No
     """
     return divisive_norm2d(subtractive_norm2d(input, kernel_size, sigma), kernel_size, sigma, eps)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Random masks
+# ---------------------------------------------------------------------------------------------
+
+def uniform16(shape, device=None, generator: torch.Generator | None = None) -> Tensor:
+    """Integers uniform on -2^15 .. 2^15 - 1 (int16) of ``shape``, four cut from each 64-bit draw
+    of ``generator`` (the default one when None). Torch's CPU ``bernoulli`` draws one random
+    number per element; masks compared against these cost a quarter of the draws and no
+    floating-point conversion (``dropout`` below, the RBM's ``sample_bernoulli``)."""
+    n = math.prod(shape)
+    r = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1,
+                                                                              generator=generator)
+    return r.view(torch.int16)[:n].view(shape)
+
+
+def _eager_cpu(t: Tensor) -> bool:
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    if torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active():
+        return False
+    return t.device.type == "cpu" and t.is_floating_point() and t.layout == torch.strided
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True,
+            generator: torch.Generator | None = None) -> Tensor:
+    """``F.dropout`` (inverted dropout: each element zeroed with probability ``p``, the others
+    scaled by 1 / (1 - p)), 4-5x faster on CPU: the mask comes from :func:`uniform16`, so ``p``
+    is rounded to a multiple of 2^-16 (0.5, 0.25, ... exactly; the scale uses the rounded value,
+    so the expectation is exactly the input). Measured by hand, 128 x 512 bfloat16 on 2 threads:
+    169 us against ``F.dropout``'s 795 us. Elsewhere (GPU, ``torch.compile``, export, tracing,
+    ``torch.func``) it is ``F.dropout``.
+
+    >>> x = torch.ones(4, 1000)
+    >>> y = dropout(x, 0.5)
+    >>> sorted(set(y.flatten().tolist()))
+    [0.0, 2.0]
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ConfigError(f"dropout: p must be in [0, 1], got {p!r}")
+    if not training or p == 0.0:
+        return input
+    if not _eager_cpu(input):
+        return F.dropout(input, p, training)
+    k = round(p * 65536)                    # u >= k - 2^15 keeps (65536 - k) of the 65536 values
+    if k >= 65536:
+        return input * 0.0
+    keep = uniform16(input.shape, input.device, generator) >= k - 32768
+    return input * keep.to(input.dtype).mul_(65536.0 / (65536 - k))

@@ -41,6 +41,7 @@ from torch import nn
 from visionnets.device import fast_bf16
 from visionnets.errors import ConfigError, TrainingError
 from visionnets.nn.dense import Linear, mm
+from visionnets.nn.functional import uniform16
 from visionnets.unsupervised._base import TorchTransformer
 
 
@@ -91,10 +92,7 @@ def sample_bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) 
     comparison is one subtraction and a sign). An RBM step draws B * (D + K) of them, which cost as much as its matmuls with
     ``torch.bernoulli``.
     """
-    n = p.numel()
-    r = torch.empty((n + 3) // 4, dtype=torch.int64, device=p.device).random_(-2**63, 2**63 - 1,
-                                                                               generator=generator)
-    u = r.view(torch.int16)[:n].view(p.shape).to(p.dtype)
+    u = uniform16(p.shape, p.device, generator).to(p.dtype)
     # sign(p * 2^16 - 2^15 - u) is 1 where u < p * 2^16 - 2^15, else 0 or -1 (clamped to 0)
     return (p * 65536.0).sub_(32768.0).sub_(u).sign_().clamp_(min=0.0)
 
