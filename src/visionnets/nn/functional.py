@@ -144,10 +144,20 @@ class _Geometry:
             yield r0, min(self.rows, self.oh - r0)
 
     def batch_last(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) -> zero-padded (C, Hp, Wp, B), contiguous."""
+        """(B, C, H, W) -> zero-padded (C, Hp, Wp, B), contiguous (by a 2-D transpose, which torch
+        blocks for the cache: 3-6x faster than one copy through the permuted view)."""
+        flat = x.reshape(self.b, -1).t()
+        if not (self.ph or self.pw):
+            return flat.contiguous().view(self.c, self.hp, self.wp, self.b)
         xt = x.new_zeros(self.c, self.hp, self.wp, self.b)
-        xt[:, self.ph:self.hp - self.ph, self.pw:self.wp - self.pw].copy_(x.permute(1, 2, 3, 0))
+        xt[:, self.ph:self.hp - self.ph, self.pw:self.wp - self.pw].copy_(
+            flat.contiguous().view(self.c, x.shape[2], x.shape[3], self.b))
         return xt
+
+    def batch_first(self, gxt: Tensor) -> Tensor:
+        """The inverse of :meth:`batch_last`: (C, Hp, Wp, B) -> (B, C, H, W), padding cut off."""
+        inner = gxt[:, self.ph:self.hp - self.ph, self.pw:self.wp - self.pw].contiguous()
+        return inner.view(-1, self.b).t().contiguous().view(self.b, self.c, *inner.shape[1:3])
 
     def window_view(self, xt: Tensor, r0: int, rows: int, step_h: int = 1, step_w: int = 1,
                     offset_h: int = 0, offset_w: int = 0) -> Tensor:
@@ -190,6 +200,24 @@ class _Geometry:
 # loops). ``jit.trace`` records the op by name. ``portable()`` swaps in plain aten code where a
 # graph must run without visionnets (ONNX, TorchScript files).
 
+def _band_to_output(band: Tensor, y: Tensor, scratch: Tensor) -> None:
+    """y (B, O, n) = band (n, O, B) with its axes reversed, as a 2-D transpose (n, O*B) -> (O*B, n)
+    into ``scratch`` then runs of n numbers: torch's blocked 2-D transpose is 4-6x faster than one
+    copy through the reversed view (6.8 ms against 1.7 ms for shape (a)'s output, by hand)."""
+    n, o, b = band.shape
+    t = scratch[: n * o * b].view(o * b, n)
+    t.copy_(band.view(n, o * b).t())
+    y.copy_(t.view(o, b, n).permute(1, 0, 2))
+
+
+def _output_to_band(g: Tensor, band: Tensor, scratch: Tensor) -> None:
+    """The inverse of :func:`_band_to_output`: band (n, O, B) = g (B, O, n) with axes reversed."""
+    b, o, n = g.shape
+    t = scratch[: n * o * b].view(o, b, n)
+    t.copy_(g.permute(1, 0, 2))
+    band.view(n, o * b).copy_(t.view(o * b, n).t())
+
+
 def _lc_kernel(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:
     geo = _Geometry(x, weight, stride, padding)
     xt = geo.batch_last(x)
@@ -199,12 +227,13 @@ def _lc_kernel(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) 
     y_flat = y.view(geo.b, geo.o, n)
     buf = x.new_empty(geo.rows * geo.ow, geo.k, geo.b)
     out = x.new_empty(geo.rows * geo.ow, geo.o, geo.b)  # one band's (L, O, B) result
+    turned = x.new_empty(geo.rows * geo.ow * geo.o * geo.b)
     for r0, rows in geo.bands():
         l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
         cols = geo.gather(xt, r0, rows, buf)
         band = out[: l1 - l0]
         torch.bmm(w[l0:l1], cols, out=band)  # (O,K)@(K,B)
-        y_flat[:, :, l0:l1].copy_(band.permute(2, 1, 0))
+        _band_to_output(band, y_flat[:, :, l0:l1], turned)
     if bias is not None:
         y += bias
     return y
@@ -225,10 +254,11 @@ def _lc_backward_kernel(grad_y: Tensor, x: Tensor, weight: Tensor, stride, paddi
     gxt = x.new_zeros(geo.c, geo.hp, geo.wp, geo.b) if need_x else None
     buf = x.new_empty(geo.rows * geo.ow, geo.k, geo.b)
     gt_buf = x.new_empty(geo.rows * geo.ow * geo.b * geo.o)
+    turned = x.new_empty(geo.rows * geo.ow * geo.b * geo.o)
     for r0, rows in geo.bands():
         l0, l1 = r0 * geo.ow, (r0 + rows) * geo.ow
         gt = gt_buf[: (l1 - l0) * geo.b * geo.o].view(l1 - l0, geo.o, geo.b)
-        gt.copy_(g_flat[:, :, l0:l1].permute(2, 1, 0))  # (L, O, B)
+        _output_to_band(g_flat[:, :, l0:l1], gt, turned)  # (L, O, B)
         cols = buf[: l1 - l0]
         if need_w:
             geo.gather(xt, r0, rows, buf)
@@ -236,10 +266,10 @@ def _lc_backward_kernel(grad_y: Tensor, x: Tensor, weight: Tensor, stride, paddi
         if need_x:
             torch.bmm(w[l0:l1].transpose(1, 2), gt, out=cols)
             geo.scatter_add(gxt, cols, r0, rows)
-    del buf, gt_buf
+    del buf, gt_buf, turned
     grad_x = x.new_empty(0)
     if need_x:
-        grad_x = gxt[:, geo.ph:geo.hp - geo.ph, geo.pw:geo.wp - geo.pw].permute(3, 0, 1, 2).contiguous()
+        grad_x = geo.batch_first(gxt)
     return grad_x, grad_w.view(weight.shape) if need_w else grad_w
 
 
