@@ -27,7 +27,7 @@ def _trained(run_dir):
 
 @pytest.mark.parametrize("executor", ["local", "ddp"])
 def test_frozen_modules_keep_their_initial_weights_and_the_rest_trains(tmp_path, executor):
-    overrides = [*TINY, "train.freeze=[stage1, stage2]"]
+    overrides = [*TINY, "train.epochs=3", "train.freeze=[stage1, stage2]"]
     options = {"workers": 2} if executor == "ddp" else {}
     r = api.train("digits_convnet", overrides, out=tmp_path / "run", progress=False, figures=False,
                   executor=executor, **options)
@@ -35,7 +35,8 @@ def test_frozen_modules_keep_their_initial_weights_and_the_rest_trains(tmp_path,
     for name, w in before.items():
         same = torch.equal(w, after[name])
         assert same == name.startswith(("stage1.", "stage2.")), name
-    assert r.final["train_error"] < 0.9                      # the classifier learned on the frozen features
+    losses = [h["train_loss"] for h in r.history]            # the classifier learns on the frozen features
+    assert losses[-1] < losses[0] - 0.05, losses
 
 
 def test_the_optimizer_holds_only_what_trains():
