@@ -186,3 +186,9 @@ def test_dropout_under_compile_and_trace_is_torch_dropout():
     assert out.shape == (16, 8) and (out == 0).any()
     traced = torch.jit.trace(net.eval(), torch.randn(2, 8))
     assert torch.equal(traced(torch.ones(2, 8)), net(torch.ones(2, 8)))
+    x = torch.randn(64, 32)
+    with functional.portable():                              # graphs of standard operators only
+        torch.manual_seed(0)
+        ours = functional.dropout(x, 0.5)
+    torch.manual_seed(0)
+    assert torch.equal(ours, F.dropout(x, 0.5))

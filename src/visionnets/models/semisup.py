@@ -2,7 +2,7 @@
 ``semi_supervised`` objective around the recipe's model; see :mod:`visionnets.objectives.semisupervised`).
 
 The recipe's model must be a ``Sequential`` (nested ones allowed) whose last layer is the
-classifier's ``Linear``; its input is the *code*. Three ways to learn from unlabeled images:
+classifier's ``Linear``; its input is the *code*. Six ways to learn from unlabeled images:
 
 - ``reconstruction``: a decoder (two fully connected layers) maps the code of the clean input
   back to the input (an auto-encoder sharing the classifier's trunk);
@@ -142,18 +142,13 @@ class SemiSupervisedNet(nn.Module):
         cost = (recon - x.flatten(1)).pow(2).mean(1).mean()
         return scores, cost
 
-    def _view(self, x: torch.Tensor) -> torch.Tensor:
-        """A perturbed copy: translated and noisy (from the forward pass's seeded generator)."""
+    def _view(self, x: torch.Tensor, square: int = 0) -> torch.Tensor:
+        """A perturbed copy: translated, a ``square`` x ``square`` cutout (the pseudo-label's
+        strong view) and noisy, from the forward pass's seeded generator."""
         if self.shift:
             x = translate(x, torch.default_generator, self.shift)
-        return x + self.noise * torch.randn_like(x) if self.noise else x
-
-    def _strong(self, x: torch.Tensor) -> torch.Tensor:
-        """The pseudo-label's strong view: translated, a random ``cutout`` square zeroed, noisy."""
-        if self.shift:
-            x = translate(x, torch.default_generator, self.shift)
-        if self.cutout:
-            x = cutout(x, torch.default_generator, self.cutout)
+        if square:
+            x = cutout(x, torch.default_generator, square)
         return x + self.noise * torch.randn_like(x) if self.noise else x
 
     def _consistency(self, x: torch.Tensor):
@@ -163,7 +158,7 @@ class SemiSupervisedNet(nn.Module):
         if self.mode == "pseudo_label":
             weak = self.base(x)
             conf, target = weak.detach().float().softmax(1).max(1)
-            strong = self.base(self._strong(x))
+            strong = self.base(self._view(x, self.cutout))
             ce = nn.functional.cross_entropy(strong.float(), target, reduction="none")
             return weak, (ce * (conf >= self.threshold)).mean()
         s1 = self.base(self._view(x))

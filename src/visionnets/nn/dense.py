@@ -77,11 +77,7 @@ def linear_backend() -> str:
 
 
 def _plain_eager(*tensors: Tensor) -> bool:
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return False
-    if torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active():
-        return False
-    if torch.is_autocast_enabled("cpu") or functional._PORTABLE:
+    if not functional.plain_eager() or torch.is_autocast_enabled("cpu"):
         return False
     return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.layout == torch.strided
                and t.numel() > 0 for t in tensors)

@@ -750,7 +750,6 @@ def local_contrast_norm2d(input: Tensor, kernel_size: int = 9, sigma: float | No
     return divisive_norm2d(subtractive_norm2d(input, kernel_size, sigma), kernel_size, sigma, eps)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Random masks
 # ---------------------------------------------------------------------------------------------
@@ -766,12 +765,16 @@ def uniform16(shape, device=None, generator: torch.Generator | None = None) -> T
     return r.view(torch.int16)[:n].view(shape)
 
 
-def _eager_cpu(t: Tensor) -> bool:
+def plain_eager() -> bool:
+    """True when nothing records this call: no TorchScript, ``jit.trace``, ``torch.compile``,
+    ONNX export or ``torch.func`` transform, and not inside :func:`portable`. The one condition
+    under which visionnets swaps a torch kernel for a faster one of its own (``dropout`` here,
+    ``visionnets.nn.dense.linear``); everywhere else the standard operator runs."""
     if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return False
     if torch.onnx.is_in_onnx_export() or torch._C._are_functorch_transforms_active():
         return False
-    return t.device.type == "cpu" and t.is_floating_point() and t.layout == torch.strided
+    return not _PORTABLE
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True,
@@ -780,8 +783,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,
     scaled by 1 / (1 - p)), 4-5x faster on CPU: the mask comes from :func:`uniform16`, so ``p``
     is rounded to a multiple of 2^-16 (0.5, 0.25, ... exactly; the scale uses the rounded value,
     so the expectation is exactly the input). Measured by hand, 128 x 512 bfloat16 on 2 threads:
-    169 us against ``F.dropout``'s 795 us. Elsewhere (GPU, ``torch.compile``, export, tracing,
-    ``torch.func``) it is ``F.dropout``.
+    169 us against ``F.dropout``'s 795 us. Elsewhere (GPU, or not :func:`plain_eager`: compile,
+    export, tracing, ``torch.func``, ``portable()``) it is ``F.dropout``.
 
     >>> x = torch.ones(4, 1000)
     >>> y = dropout(x, 0.5)
@@ -792,7 +795,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True,
         raise ConfigError(f"dropout: p must be in [0, 1], got {p!r}")
     if not training or p == 0.0:
         return input
-    if not _eager_cpu(input):
+    if not (plain_eager() and input.device.type == "cpu" and input.is_floating_point()
+            and input.layout == torch.strided):
         return F.dropout(input, p, training)
     k = round(p * 65536)                    # u >= k - 2^15 keeps (65536 - k) of the 65536 values
     if k >= 65536:

@@ -88,8 +88,9 @@ def sample_bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) 
     from each 64-bit random number: the same distribution as ``torch.bernoulli`` up to rounding
     p to a multiple of 2**-16 (a bias below 2e-5 in each probability, far under the sampling
     noise of a Gibbs chain), and on CPU about 8x faster for 256 x 784 samples (torch's CPU
-    ``bernoulli`` draws each number separately; here one draw serves four units, and the
-    comparison is one subtraction and a sign). An RBM step draws B * (D + K) of them, which cost as much as its matmuls with
+    ``bernoulli`` draws each number separately; here one draw serves four units, from
+    :func:`visionnets.nn.functional.uniform16`, and the comparison is one subtraction and a
+    sign). An RBM step draws B * (D + K) of them, which cost as much as its matmuls with
     ``torch.bernoulli``.
     """
     u = uniform16(p.shape, p.device, generator).to(p.dtype)
