@@ -143,23 +143,39 @@ def experiment(seed: int, fraction: float, root: str, overrides: list[str], figu
         "final_losses": {s["stage"]: round(s["epochs"][-1]["loss"], 4) for s in stats},
     }
     if figures is not None:
-        save_figures(net, top, best["unit"], test, figures, fraction)
+        row["optimal_over_best_test_image"] = round(save_figures(net, top, best["unit"], test, figures, fraction), 2)
     return row
 
 
-def save_figures(net: nn.Module, top: str, unit: int, test, folder, fraction: float) -> None:
+def before_norm(model: nn.Module, stage: str) -> nn.Module:
+    """Like ``truncated``, but ``stage`` ends at its pooling: its units before the LCN across maps."""
+    parts = OrderedDict()
+    for name, m in model.named_children():
+        parts[name] = nn.Sequential(m.filter, m.pool) if name == stage else m
+        if name == stage:
+            break
+    parts["units"] = nn.Flatten()
+    return nn.Sequential(parts).eval()
+
+
+def save_figures(net: nn.Module, top: str, unit: int, test, folder, fraction: float) -> float:
+    """The unit's top test images, and its optimal input; returns that input's pooled response
+    over the best test image's. The optimal input is sought for the unit's pooled response:
+    after the LCN across M maps one unit cannot exceed sqrt(M - 1), a bound any input that makes
+    it the largest reaches, so that maximum says nothing. ``blur`` 1 keeps the ascent smooth."""
     from visionnets.viz.optimal import optimal_input, plot_optimal
     from visionnets.viz.top import plot_top
 
     folder.mkdir(parents=True, exist_ok=True)
-    flat = truncated(net, top)
     tag = f"face_neuron_{int(round(fraction * 100))}pct"
-    print("wrote", plot_top(flat, "", unit, test.x, folder / f"{tag}_top.png", k=24), file=sys.stderr)
+    print("wrote", plot_top(truncated(net, top), "", unit, test.x, folder / f"{tag}_top.png", k=24), file=sys.stderr)
+    pooled = before_norm(net, top)
     norm = float(test.x.flatten(1).norm(dim=1).mean())
-    best = optimal_input(flat, "", unit, tuple(test.x.shape[1:]), norm, steps=300, mean_image=test.x.mean(0),
-                         start="mean")
-    print("wrote", plot_optimal(best, folder / f"{tag}_optimal.png", title=f"unit {unit}, ||x|| = {norm:.1f}"),
-          file=sys.stderr)
+    best = optimal_input(pooled, "", unit, tuple(test.x.shape[1:]), norm, steps=300, mean_image=test.x.mean(0),
+                         start="mean", blur=1.0)
+    print("wrote", plot_optimal(best, folder / f"{tag}_optimal.png",
+                                title=f"unit {unit} before LCN, ||x|| = {norm:.1f}"), file=sys.stderr)
+    return best.activation / float(unit_outputs(pooled, "units", test.x).max(0).values[unit])
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -197,7 +213,10 @@ def main(argv=None) -> None:
             rows = [r for r in rows if (r["seed"], r["face_fraction"]) != (seed, frac)] + [row]
             summary = summarize(rows)
             print(table([row], [k for k in row if k != "final_losses"]), file=sys.stderr, flush=True)
+            rec = load_recipe("le2012_faces", args.overrides)
             write_json(name, {"recipe": "le2012_faces", "overrides": args.overrides, "thresholds": THRESHOLDS,
+                              "model": rec.model,
+                              "pretrain": rec.pretrain.model_dump(),
                               "rows": rows, "summary": summary})
     print(table(summary, list(summary[0])))
     print(f"wrote {RESULTS / (name + '.json')}")

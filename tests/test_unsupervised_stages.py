@@ -12,7 +12,7 @@ from visionnets.errors import ConfigError
 from visionnets.models import build_model
 from visionnets.nn import LocallyConnected2d, TiledConv2d
 from visionnets.nn import functional as VF
-from visionnets.unsupervised.stages import decode, encode, pretrain_stages, stage_loss
+from visionnets.unsupervised.stages import decode, encode, pretrain_stages, stage_loss, winners_only
 
 D64 = torch.float64
 
@@ -142,3 +142,64 @@ def test_transpose_of_locally_connected_is_differentiable_twice():
     w = torch.randn(4, 4, 3, 2, 3, 3, generator=g, dtype=D64, requires_grad=True)
     f = lambda a, b: VF.locally_connected2d_transpose(a, b, (9, 9), stride=2)   # noqa: E731
     assert torch.autograd.gradcheck(f, (z, w)) and torch.autograd.gradgradcheck(f, (z, w), fast_mode=True)
+
+
+def test_winners_keep_the_k_largest_responses_at_each_location():
+    z = torch.tensor([[3.0, -5.0, 1.0, 0.5], [0.1, 0.2, -0.3, 4.0]]).T.reshape(1, 4, 1, 2)   # 4 maps, 2 locations
+    assert winners_only(z, 1)[0, :, 0].tolist() == [[0.0, 0.0], [-5.0, 0.0], [0.0, 0.0], [0.0, 4.0]]
+    assert (winners_only(z, 2) != 0).sum(1).flatten().tolist() == [2, 2]
+    assert winners_only(z, 4) is z
+
+
+def test_winner_code_against_a_plain_reference_and_gradcheck():
+    """A one-location stage with one winner and the decoder tied: each example is rebuilt by its
+    best-matching filter alone, ||x - (w_j . x) w_j||^2, j = argmax_j |w_j . x| (gain-shape VQ)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 2, 5, 5, generator=g, dtype=D64)
+    filt = LocallyConnected2d(2, 3, 5, input_size=(5, 5), bias=False).double()
+    we = torch.randn(1, 1, 3, 2, 5, 5, generator=g, dtype=D64, requires_grad=True)
+    parts = stage_loss(filt, x, we, sparsity=0.0, pool_size=1, weight=we, winners=1)
+    w = we.detach().reshape(3, -1)
+    ref = 0.0
+    for b in range(4):
+        v = x[b].flatten()
+        j = int((w @ v).abs().argmax())
+        ref += float(((v - (w[j] @ v) * w[j]) ** 2).sum())
+    assert parts["reconstruction_error"].item() == pytest.approx(ref / 4, rel=1e-10)
+    wd = torch.randn(1, 1, 3, 2, 5, 5, generator=g, dtype=D64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: stage_loss(filt, x, b, 0.1, 1, weight=a, winners=2)["loss"], (we, wd))
+
+
+def test_a_tied_centered_one_winner_stage_learns_the_clusters_of_its_input():
+    """Spherical k-means as a stage: three clusters around an offset mean, one unit each (aligned
+    with its cluster's mean less the data's mean); the filter's bias then subtracts the input's mean."""
+    g = torch.Generator().manual_seed(6)
+    dirs = torch.nn.functional.normalize(torch.randn(3, 36, generator=g), dim=1)
+    label = torch.arange(600) % 3
+    x = (2.0 + dirs[label] * (1 + torch.rand(600, 1, generator=g)) + 0.05 * torch.randn(600, 36, generator=g))
+    x = x.view(600, 1, 6, 6)
+    torch.manual_seed(0)
+    net = build_model({"name": "le2012", "stages": 1, "kernel": 6, "maps": 3, "pool": 1, "lcn": 1, "bias": True},
+                      (1, 6, 6), 0)
+    pretrain_stages(net, x, epochs=15, lr=0.02, batch_size=32, sparsity=0.0, winners=1, tied=True, center=True)
+    w = net.stage1.filter.weight.detach().reshape(3, 36)
+    flat = x.flatten(1)
+    centers = torch.stack([flat[label == k].mean(0) for k in range(3)]) - flat.mean(0)
+    cos = (torch.nn.functional.normalize(w, dim=1) @ torch.nn.functional.normalize(centers, dim=1).T).abs()
+    assert cos.max(1).values.min() > 0.95 and sorted(cos.argmax(1).tolist()) == [0, 1, 2]     # one unit per cluster
+    with torch.no_grad():
+        got = net.stage1.filter(x[:5])
+        want = encode(net.stage1.filter, x[:5] - x.mean(0))
+    torch.testing.assert_close(got, want, atol=0.1, rtol=0.05)          # the running mean is close to the data's
+
+
+def test_per_stage_options_are_checked():
+    net = build_model({"name": "le2012", "kernel": [3, 4], "maps": 2, "stages": 2, "bias": [False, True]}, (1, 8, 8), 0)
+    with pytest.raises(ConfigError, match=r"pretrain.params.winners: expected one int >= 0 or one per stage \(2\)"):
+        pretrain_stages(net, torch.rand(4, 1, 8, 8), winners=[1])
+    with pytest.raises(ConfigError, match=r"pretrain.params.center: stage1.filter must be locally connected with a bias"):
+        pretrain_stages(net, torch.rand(4, 1, 8, 8), center=True)
+    with pytest.raises(ConfigError, match=r"params.tied: expected true or false or a list of one per stage"):
+        api.train("digits_convnet", ["pretrain.method=stages", "pretrain.params.tied=2"])
+    pretrain_stages(net, torch.rand(8, 1, 8, 8), epochs=1, batch_size=4, center=[False, True], tied=[False, True],
+                    winners=[0, 1])

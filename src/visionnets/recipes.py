@@ -103,11 +103,18 @@ class PretrainSection(_Section):
     @model_validator(mode="after")
     def _stage_params(self):
         if self.method == "stages":
-            known = {"schedule": ("greedy", "joint"), "sparsity": None, "eps": None}
+            known = {"schedule": ("greedy", "joint"), "sparsity": None, "eps": None, "winners": int, "tied": bool,
+                     "center": bool}          # the last three: one value or one per stage (checked when run)
             for key, value in self.params.items():
                 if key not in known:
                     raise ValueError(f"params.{key}: unknown for method 'stages'{did_you_mean(key, list(known))}")
-                if known[key] and value not in known[key]:
+                if isinstance(known[key], type):
+                    kind = known[key]
+                    if not all(type(v) is kind and (kind is bool or v >= 0)
+                               for v in (value if isinstance(value, list) else [value])):
+                        raise ValueError(f"params.{key}: expected {'an int >= 0' if kind is int else 'true or false'}"
+                                         f" or a list of one per stage, got {value!r}")
+                elif known[key] and value not in known[key]:
                     raise ValueError(f"params.{key}: {value!r}; expected one of {', '.join(known[key])}")
                 if known[key] is None and not (isinstance(value, (int, float)) and value >= 0):
                     raise ValueError(f"params.{key}: expected a number >= 0, got {value!r}")

@@ -42,29 +42,47 @@ from visionnets.nn.pooling import L2Pool2d
 PosInt = Annotated[int, Field(ge=1)]
 
 
+PerStage = PosInt | list[PosInt]
+
+
+def _per_stage(name: str, value, stages: int) -> list:
+    """One value per stage: one value for every stage, or a list of exactly ``stages`` values."""
+    if not isinstance(value, list):
+        return [value] * stages
+    if len(value) != stages:
+        raise ConfigError(f"model.{name}: {len(value)} values for {stages} stages; give one value or one per stage")
+    return list(value)
+
+
 @MODELS.register("le2012")
-def le2012(input_shape: tuple[int, ...], num_outputs: int, stages: PosInt = 3, kernel: PosInt = 18,
-           maps: PosInt = 8, stride: PosInt = 1, pool: PosInt = 5, lcn: PosInt = 5,
-           bias: bool = False) -> nn.Sequential:
+def le2012(input_shape: tuple[int, ...], num_outputs: int, stages: PosInt = 3, kernel: PerStage = 18,
+           maps: PerStage = 8, stride: PosInt = 1, pool: PerStage = 5, lcn: PerStage = 5,
+           bias: bool | list[bool] = False) -> nn.Sequential:
     """``stages`` x (LocallyConnected2d(kernel, ``maps`` per location, stride) -> L2Pool2d(pool,
     stride 1, same size) -> LocalContrastNorm2d(lcn)), then a linear classifier when
-    ``num_outputs > 0``. Stages are named ``stage1``.. with parts ``filter``, ``pool``, ``norm``."""
+    ``num_outputs > 0``. Stages are named ``stage1``.. with parts ``filter``, ``pool``, ``norm``.
+
+    ``kernel``, ``maps``, ``pool``, ``lcn`` and ``bias`` are one value for every stage or a list with one
+    per stage: ``kernel: [7, 7, 20], maps: [8, 8, 128]`` on 32x32 ends in 128 units that each see
+    the whole 20x20 map below (a kernel as large as its input: one location)."""
     if len(input_shape) != 3:
         raise ConfigError(f"model: le2012 needs image inputs (C, H, W), got input shape {input_shape}")
-    if pool % 2 != 1 or lcn % 2 != 1:
+    kernels, maps_, pools, lcns, biases = (_per_stage(n, v, stages) for n, v in (
+        ("kernel", kernel), ("maps", maps), ("pool", pool), ("lcn", lcn), ("bias", bias)))
+    if any(p % 2 != 1 for p in pools + lcns):
         raise ConfigError(f"model.pool, model.lcn: odd sizes keep the maps' size; got {pool} and {lcn}")
     channels, h, w = input_shape
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    for i in range(1, stages + 1):
-        if min(h, w) < kernel:
-            raise ConfigError(f"model.kernel: {kernel} is larger than the {h}x{w} input of stage {i}; "
+    for i, (k, m, p, n, b) in enumerate(zip(kernels, maps_, pools, lcns, biases), 1):
+        if min(h, w) < k:
+            raise ConfigError(f"model.kernel: {k} is larger than the {h}x{w} input of stage {i}; "
                               f"use fewer stages or a smaller kernel")
-        filt = LocallyConnected2d(channels, maps, kernel, stride=stride, bias=bias, input_size=(h, w))
+        filt = LocallyConnected2d(channels, m, k, stride=stride, bias=b, input_size=(h, w))
         init_layer(filt, "linear")
         h, w = filt.output_size
         layers[f"stage{i}"] = nn.Sequential(OrderedDict(
-            filter=filt, pool=L2Pool2d(pool, stride=1, padding=pool // 2), norm=LocalContrastNorm2d(maps, lcn)))
-        channels = maps
+            filter=filt, pool=L2Pool2d(p, stride=1, padding=p // 2), norm=LocalContrastNorm2d(m, n)))
+        channels = m
     if num_outputs > 0:
         layers["flatten"] = nn.Flatten()
         layers["out"] = init_layer(Linear(channels * h * w, num_outputs), "linear")

@@ -19,6 +19,13 @@ dodged by shrinking the encoder; the decoder is free and starts as the
 encoder's weight scaled to the input's brightness (least squares on one batch). Only the
 filter's weight is learned (its bias, if any, is left for fine-tuning).
 
+Per stage, three options change the code and the decoder (``pretrain_stages``): ``winners: k``
+decodes from only the k largest |z| at each location (a k-sparse code), ``tied`` decodes with W_e
+itself, ``center`` works on the input minus its running mean (held afterwards in the filter's
+bias). One winner, tied and centered, over a stage that sees its whole input, is spherical
+k-means of that input: the ``le2012_faces`` recipe's top stage, where the L1 code at this scale
+finds no face unit (docs/unsupervised.md).
+
 ``pretrain_stages`` trains them greedily (stage 1 to convergence, then stage 2 on the outputs
 of stage 1, ...) or jointly (all stages at once, each on its current input from the stages
 below, as the paper trains its three layers together); the supervised fine-tuning of the
@@ -73,11 +80,21 @@ def decode(filt: nn.Module, z: Tensor, weight: Tensor, input_size: tuple[int, in
     return torch.func.vjp(lambda t: encode(filt, t, weight), like)[1](z)[0]
 
 
+def winners_only(z: Tensor, winners: int) -> Tensor:
+    """``z`` (B, maps, H, W) with, at every location, all but the ``winners`` largest |z| across maps set to 0."""
+    if winners >= z.shape[1]:
+        return z
+    kth = z.detach().abs().topk(winners, dim=1).values[:, -1:]
+    return z * (z.detach().abs() >= kth)
+
+
 def stage_loss(filt: nn.Module, x: Tensor, decoder: Tensor, sparsity: float = 0.1, pool_size: int = 3,
-               pool_stride: int = 1, eps: float = 1e-2, weight: Tensor | None = None) -> dict[str, Tensor]:
-    """``mean_b ||f*(f(x; W_e); W_d) - x||^2 + sparsity * mean_b sum L2Pool(f(x; W_e))``: the parts and the total."""
+               pool_stride: int = 1, eps: float = 1e-2, weight: Tensor | None = None,
+               winners: int = 0) -> dict[str, Tensor]:
+    """``mean_b ||f*(c; W_d) - x||^2 + sparsity * mean_b sum L2Pool(z)``, z = f(x; W_e), the code c = z
+    or, with ``winners`` = k > 0, z with only its k largest responses at each location kept: the parts and the total."""
     z = encode(filt, x, weight)
-    x_hat = decode(filt, z, decoder, tuple(x.shape[2:]))
+    x_hat = decode(filt, winners_only(z, winners) if winners else z, decoder, tuple(x.shape[2:]))
     pooled = VF.l2_pool2d(z, pool_size, pool_stride, pool_size // 2 if pool_stride == 1 else 0, eps=eps)
     rec = (x_hat - x).pow(2).flatten(1).sum(1).mean()
     sp = pooled.flatten(1).sum(1).mean()
@@ -110,29 +127,65 @@ def _unit_norm_(w: Tensor) -> None:
 
 
 @torch.no_grad()
-def _scale_decoders(stages, decoders: list[Tensor], group: list[int], h: Tensor) -> None:
+def _scale_decoders(stages, decoders: list[Tensor], group: list[int], h: Tensor, means: list) -> None:
     """Start each decoder of ``group`` at the encoder's weight times the least-squares scale
     c = <x_hat, x> / <x_hat, x_hat> on one batch (x_hat the tied reconstruction), so that the
     first steps fit the filters rather than the overall gain (an unscaled transpose of 32 5x5
-    filters rebuilds MNIST digits 30x too bright)."""
+    filters rebuilds MNIST digits 30x too bright). Where the stage is centered, its input's mean
+    starts as this batch's."""
     h = h.to(torch.get_default_dtype())
     for i, (_, stage) in enumerate(stages[:group[-1] + 1]):
         if i in group:
-            x_hat = decode(stage.filter, encode(stage.filter, h), stage.filter.weight, tuple(h.shape[2:]))
-            scale = (x_hat * h).sum() / (x_hat * x_hat).sum().clamp_min(1e-12)
-            decoders[i].copy_(stage.filter.weight * scale.clamp_min(0.0))
+            if means[i] is not None:
+                means[i].copy_(h.mean(0))
+                _center_bias_(stage.filter, means[i])
+            hc = h if means[i] is None else h - means[i]
+            if decoders[i] is not stage.filter.weight:
+                x_hat = decode(stage.filter, encode(stage.filter, hc), stage.filter.weight, tuple(h.shape[2:]))
+                scale = (x_hat * hc).sum() / (x_hat * x_hat).sum().clamp_min(1e-12)
+                decoders[i].copy_(stage.filter.weight * scale.clamp_min(0.0))
         h = stage(h)
+
+
+@torch.no_grad()
+def _center_bias_(filt: nn.Module, mean: Tensor) -> None:
+    """The filter's bias set to -f(mean; W): the filter then responds to its input minus ``mean``."""
+    filt.bias.copy_(-encode(filt, mean[None])[0])
+
+
+def _per_stage(name: str, value, kind: type, stages: list) -> list:
+    """``value`` for every stage, or a list of one ``kind`` per stage (``pretrain.params.<name>``)."""
+    values = value if isinstance(value, list) else [value] * len(stages)
+    if len(values) != len(stages) or not all(isinstance(v, kind) and not (kind is int and isinstance(v, bool))
+                                             and (kind is not int or v >= 0) for v in values):
+        raise ConfigError(f"pretrain.params.{name}: expected one {'int >= 0' if kind is int else kind.__name__} "
+                          f"or one per stage ({len(stages)}), got {value!r}")
+    return values
+
+
+def _check_center(stages) -> None:
+    for name, stage in stages:
+        if not isinstance(stage.filter, LocallyConnected2d) or stage.filter.bias is None:
+            raise ConfigError(f"pretrain.params.center: {name}.filter must be locally connected with a bias (its "
+                              f"bias holds -W mean); le2012 with model.bias: true builds such stages")
 
 
 def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epochs: int = 5, lr: float = 1e-3,
                     batch_size: int = 64, sparsity: float = 0.1, eps: float = 1e-2, seed: int = 0,
+                    winners: int | list[int] = 0, tied: bool | list[bool] = False,
+                    center: bool | list[bool] = False,
                     device: str | torch.device = "cpu", verbose: bool = False) -> list[dict]:
     """Train every stage's filter of ``model`` (in place) to reconstruct its own input; see the module.
 
     ``x``: the training images (N, C, H, W), labels not needed. ``schedule``: ``greedy`` (each
     stage ``epochs`` epochs on the outputs of the trained stages below) or ``joint`` (all stages
-    together, ``epochs`` epochs). Adam with ``lr``. Returns per stage its name and per-epoch means
-    of the loss, the reconstruction error and the sparsity term (and the schedule).
+    together, ``epochs`` epochs). Adam with ``lr``. ``winners``: 0, or k > 0 to decode from only
+    the k largest responses at each location (with k = 1, ``tied`` and ``center`` a stage learns
+    spherical k-means of its input). ``tied``: the decoder is the encoder's weight (as in RICA)
+    instead of a weight of its own. ``center``: the stage works on its input minus the input's
+    running mean, which its filter's bias then subtracts (locally connected stages with a bias).
+    ``winners``, ``tied`` and ``center`` are one value for every stage or a list of one per stage. Returns per stage its name and per-epoch means of the loss,
+    the reconstruction error and the sparsity term (and the schedule).
     """
     from visionnets.unsupervised._base import log_line, progress
 
@@ -143,20 +196,30 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
     if x.dim() != 4:
         raise DataError(f"pretrain: method 'stages' needs images (N, C, H, W); got shape {tuple(x.shape)}")
     stages = find_stages(model)
+    wins, ties, centers = (_per_stage(n, v, k, stages) for n, v, k in
+                           (("winners", winners, int), ("tied", tied, bool), ("center", center, bool)))
+    _check_center([s for s, c in zip(stages, centers) if c])
     device = torch.device(device)
     model.to(device)
     was_training = model.training
     model.eval()                                    # dropout off, batch norm frozen, while codes are computed
-    decoders = [s.filter.weight.detach().clone().requires_grad_() for _, s in stages]
+    decoders = [s.filter.weight if t else s.filter.weight.detach().clone().requires_grad_()
+                for (_, s), t in zip(stages, ties)]
+    means = [None] * len(stages)                    # the centered stages' input means, of the input's shape
+    with torch.no_grad():
+        h = x[:1].to(device, torch.get_default_dtype())
+        for i, (_, stage) in enumerate(stages):
+            means[i], h = torch.zeros_like(h[0]) if centers[i] else None, stage(h)
     gen = torch.Generator().manual_seed(seed)
     groups = [[i] for i in range(len(stages))] if schedule == "greedy" else [list(range(len(stages)))]
     stats = [{"stage": n, "schedule": schedule, "epochs": []} for n, _ in stages]
     for group in groups:
-        params = [p for i in group for p in (stages[i][1].filter.weight, decoders[i])]
+        params = [p for i in group for p in dict.fromkeys((stages[i][1].filter.weight, decoders[i]))]
         opt = torch.optim.Adam(params, lr=lr)
         for i in group:
             _unit_norm_(stages[i][1].filter.weight)
-        _scale_decoders(stages, decoders, group, x[torch.randperm(len(x), generator=gen)[:batch_size]].to(device))
+        _scale_decoders(stages, decoders, group, x[torch.randperm(len(x), generator=gen)[:max(batch_size, 256)]]
+                        .to(device), means)
         for epoch in progress(range(epochs), verbose, f"pretrain {'+'.join(stages[i][0] for i in group)}"):
             order = torch.randperm(len(x), generator=gen)
             sums = {i: {} for i in group}
@@ -167,7 +230,10 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
                 for i, (_, stage) in enumerate(stages[:group[-1] + 1]):
                     if i in group:
                         pool, stride = _pool_of(stage)
-                        parts = stage_loss(stage.filter, h, decoders[i], sparsity, pool, stride, eps)
+                        if means[i] is not None:
+                            means[i].lerp_(h.mean(0), 0.01)          # the running mean of the stage's input
+                        hc = h if means[i] is None else h - means[i]
+                        parts = stage_loss(stage.filter, hc, decoders[i], sparsity, pool, stride, eps, winners=wins[i])
                         total = total + parts["loss"]
                         for k, v in parts.items():
                             sums[i][k] = sums[i].get(k, 0.0) + float(v.detach())
@@ -179,6 +245,8 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
                 opt.step()
                 for i in group:
                     _unit_norm_(stages[i][1].filter.weight)
+                    if means[i] is not None:
+                        _center_bias_(stages[i][1].filter, means[i])
                 n += 1
             for i in group:
                 row = {"epoch": epoch + 1, **{k: v / n for k, v in sums[i].items()}}

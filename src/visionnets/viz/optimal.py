@@ -10,6 +10,11 @@ sphere, ``x <- r (x + eta_t r g/||g||) / ||x + eta_t r g/||g||||``, with a cosin
 interact); the best input seen is returned. Starting points: Gaussian noise, the dataset's mean
 image, or any tensor, each scaled to norm ``r``.
 
+Pixel-level gradient ascent through contrast-normalizing layers tends to end in high-frequency
+patterns no image has; ``blur=sigma`` smooths each step with a Gaussian of that width in pixels
+(a smoothness prior on the ascent, as Yosinski et al. 2015 blur their images), so the result
+stays among images whose detail grows from the start's.
+
 The constraint matters: without it a ReLU or linear unit grows without bound with ``||x||``.
 Compare the result with dataset images scaled to the same norm (:func:`activation_at_norm`).
 
@@ -55,7 +60,7 @@ def _project(x: torch.Tensor, norm: float) -> torch.Tensor:
 
 def optimal_input(model: nn.Module, layer: str, unit: int, input_shape, norm: float,
                   steps: int = 200, lr: float = 0.5, start="noise", mean_image: torch.Tensor | None = None,
-                  restarts: int = 4, reduce: str = "max", seed: int = 0) -> OptimalInput:
+                  restarts: int = 4, reduce: str = "max", seed: int = 0, blur: float = 0.0) -> OptimalInput:
     """Maximize one unit's activation over inputs of L2 norm ``norm``.
 
     Args:
@@ -66,12 +71,15 @@ def optimal_input(model: nn.Module, layer: str, unit: int, input_shape, norm: fl
         start: ``"noise"``, ``"mean"`` (needs ``mean_image``: the first start is the mean
             image, the others add noise to it) or a tensor of ``input_shape``.
         restarts: starts optimized together; the best is kept.
+        blur: the width (pixels) of a Gaussian that smooths every step; 0 (default): none.
     """
     if norm <= 0 or not math.isfinite(norm):
         raise ConfigError(f"norm must be a positive number, got {norm}")
     if steps < 1 or restarts < 1:
         raise ConfigError(f"steps and restarts must be >= 1, got {steps} and {restarts}")
     shape = tuple(int(s) for s in input_shape)
+    if not (blur >= 0 and math.isfinite(blur)) or (blur > 0 and len(shape) != 3):
+        raise ConfigError(f"blur: a width >= 0 for image inputs (C, H, W); got {blur} for input shape {shape}")
     device = model_device(model)
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn((restarts, *shape), generator=g)
@@ -103,9 +111,21 @@ def optimal_input(model: nn.Module, layer: str, unit: int, input_shape, norm: fl
             if t == steps:
                 break
             eta = lr * norm * 0.5 * (1 + math.cos(math.pi * t / steps))
+            if blur > 0:
+                grad = _blur(grad, blur)
             gn = grad.reshape(len(grad), -1).norm(dim=1).clamp_min(1e-30).reshape(-1, *[1] * len(shape))
             x = _project(x.detach() + eta * grad / gn, norm)
     return OptimalInput(best_x.cpu(), best_a, history)
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each map of ``x`` (N, C, H, W) convolved with a Gaussian of width ``sigma`` (reflected borders)."""
+    r = max(1, min(int(math.ceil(3 * sigma)), min(x.shape[-2:]) - 1))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
+    k = (k / k.sum()).repeat(x.shape[1], 1, 1, 1)
+    x = torch.nn.functional.pad(x, (r, r, r, r), mode="reflect")
+    x = torch.nn.functional.conv2d(x, k.view(-1, 1, 1, 2 * r + 1), groups=x.shape[1])
+    return torch.nn.functional.conv2d(x, k.view(-1, 1, 2 * r + 1, 1), groups=x.shape[1])
 
 
 def _start_from(t: torch.Tensor, shape, what: str) -> torch.Tensor:
