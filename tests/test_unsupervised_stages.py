@@ -203,3 +203,33 @@ def test_per_stage_options_are_checked():
         api.train("digits_convnet", ["pretrain.method=stages", "pretrain.params.tied=2"])
     pretrain_stages(net, torch.rand(8, 1, 8, 8), epochs=1, batch_size=4, center=[False, True], tied=[False, True],
                     winners=[0, 1])
+
+
+@pytest.mark.parametrize("kind", ["local", "conv"])
+def test_a_unit_that_never_wins_is_reseeded_with_an_input_patch(kind):
+    """As k-means re-seeds an empty cluster: a unit among the winners for no example takes the
+    (unit-norm) patch of a random example at its location."""
+    from visionnets.unsupervised.stages import _reseed_
+
+    g = torch.Generator().manual_seed(7)
+    h = torch.zeros(6, 1, 4, 4)
+    h[:, 0, :2] = torch.randn(6, 2, 4, generator=g)            # the data live in the top half only
+    filt = (LocallyConnected2d(1, 3, 4, input_size=(4, 4), bias=False) if kind == "local"
+            else nn.Conv2d(1, 3, 4, bias=False))
+    with torch.no_grad():
+        filt.weight.zero_()
+        w = filt.weight.view(3, 16)
+        w[0, 0], w[1, 1], w[2, 15] = 1.0, 1.0, 1.0              # unit 2 sees only the empty bottom corner
+    assert _reseed_(filt, h, 1, g) == 1
+    new = filt.weight.detach().reshape(3, 16)
+    assert torch.equal(new[:2], torch.eye(16)[:2])            # the winning units are left alone
+    patches = torch.nn.functional.normalize(h.reshape(6, 16), dim=1)
+    assert torch.isclose(patches @ new[2], torch.tensor(1.0)).any()        # one example's patch, at unit norm
+    assert _reseed_(filt, h, 1, g, every=True) == 3
+
+
+def test_winners_need_a_convolutional_or_locally_connected_filter():
+    net = build_model({"name": "convnet", "stages": [{"layer": "tiled", "channels": 2, "kernel": 3, "tile": 2}]},
+                      (1, 8, 8), 2)
+    with pytest.raises(ConfigError, match=r"winners: stage1.filter is a TiledConv2d"):
+        pretrain_stages(net, torch.rand(4, 1, 8, 8), winners=1)

@@ -147,3 +147,24 @@ def test_plots(tmp_path, trained):
     best = optimal_input(net, "3", 1, (1, 8, 8), norm=3.0, steps=5)
     opt = plot_optimal(best, tmp_path / "opt.png", "conv2 unit 1")
     assert top.read_bytes()[:4] == opt.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_blurred_ascent_stays_smooth_and_still_climbs():
+    """With ``blur`` each step is smoothed: from a flat start the optimal input of a unit whose
+    weight is a checkerboard plus a smooth ramp follows the ramp, not the checkerboard."""
+    from visionnets.viz.optimal import _blur
+
+    i, j = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
+    w = ((-1.0) ** (i + j) + (i - 5.5) / 5.5).reshape(1, 144)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(144, 1, bias=False))
+    with torch.no_grad():
+        net[1].weight.copy_(w)
+    flat = torch.ones(1, 12, 12)
+    sharp = optimal_input(net, "1", 0, (1, 12, 12), norm=12.0, steps=50, start=flat, restarts=1)
+    smooth = optimal_input(net, "1", 0, (1, 12, 12), norm=12.0, steps=50, start=flat, restarts=1, blur=2.0)
+    board = ((-1.0) ** (i + j)).reshape(-1)
+    assert abs(float(smooth.x.reshape(-1) @ board)) < 0.1 * abs(float(sharp.x.reshape(-1) @ board))
+    assert smooth.activation > float(net(flat[None] * 12.0 / flat.norm()).detach()) + 1.0
+    torch.testing.assert_close(_blur(torch.ones(2, 3, 7, 9), 1.5), torch.ones(2, 3, 7, 9))     # flat stays flat
+    with pytest.raises(ConfigError, match=r"blur: a width >= 0 for image inputs \(C, H, W\)"):
+        optimal_input(net, "1", 0, (144,), norm=1.0, blur=1.0)

@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", default="noise", choices=["noise", "mean"],
                    help="starting point of the optimal input (default noise)")
     p.add_argument("--steps", type=int, default=200, help="gradient ascent steps (default 200)")
+    p.add_argument("--blur", type=float, default=0.0,
+                   help="smooth each ascent step with a Gaussian this wide, in pixels (default 0: none)")
     p.add_argument("--reduce", default="max", choices=["max", "mean"],
                    help="a feature map's unit activation: spatial max or mean (default max)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = api.load_run(args.run_dir, args.data_dir, which=args.which)
     paths = show(loaded.model, loaded.dataset, args.run_dir, layer=args.layer, unit=args.unit,
                  top=args.top, optimal=args.optimal, split=args.split, reduce=args.reduce,
-                 history=loaded.history, steps=args.steps, start=args.start)
+                 history=loaded.history, steps=args.steps, start=args.start, blur=args.blur)
     for path in paths:
         print(path)
     if (Path(args.run_dir) / "report.html").is_file():

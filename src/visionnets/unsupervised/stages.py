@@ -51,6 +51,7 @@ from visionnets.nn import functional as VF
 from visionnets.nn.local import LocallyConnected2d, TiledConv2d
 
 SCHEDULES = ("greedy", "joint")
+SAMPLE = 2048           # images that start a group's decoders and means, and find its dead units each epoch
 
 
 def encode(filt: nn.Module, x: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -127,19 +128,24 @@ def _unit_norm_(w: Tensor) -> None:
 
 
 @torch.no_grad()
-def _scale_decoders(stages, decoders: list[Tensor], group: list[int], h: Tensor, means: list) -> None:
-    """Start each decoder of ``group`` at the encoder's weight times the least-squares scale
-    c = <x_hat, x> / <x_hat, x_hat> on one batch (x_hat the tied reconstruction), so that the
-    first steps fit the filters rather than the overall gain (an unscaled transpose of 32 5x5
-    filters rebuilds MNIST digits 30x too bright). Where the stage is centered, its input's mean
-    starts as this batch's."""
+def _start_group(stages, decoders: list[Tensor], group: list[int], h: Tensor, means: list, wins: list[int],
+                 gen: torch.Generator) -> None:
+    """Before a group of stages trains, on one sample ``h`` of images: each centered stage's input
+    mean starts as the sample's; a stage with a code of winners starts its filters from the sample's
+    patches (k-means' start from data); each untied decoder starts at the encoder's weight times
+    the least-squares scale c = <x_hat, x> / <x_hat, x_hat> (x_hat the tied reconstruction), so
+    that the first steps fit the filters rather than the overall gain (an unscaled transpose of 32
+    5x5 filters rebuilds MNIST digits 30x too bright)."""
     h = h.to(torch.get_default_dtype())
     for i, (_, stage) in enumerate(stages[:group[-1] + 1]):
         if i in group:
             if means[i] is not None:
                 means[i].copy_(h.mean(0))
-                _center_bias_(stage.filter, means[i])
             hc = h if means[i] is None else h - means[i]
+            if wins[i]:
+                _reseed_(stage.filter, hc, wins[i], gen, every=True)
+            if means[i] is not None:
+                _center_bias_(stage.filter, means[i])
             if decoders[i] is not stage.filter.weight:
                 x_hat = decode(stage.filter, encode(stage.filter, hc), stage.filter.weight, tuple(h.shape[2:]))
                 scale = (x_hat * hc).sum() / (x_hat * x_hat).sum().clamp_min(1e-12)
@@ -151,6 +157,36 @@ def _scale_decoders(stages, decoders: list[Tensor], group: list[int], h: Tensor,
 def _center_bias_(filt: nn.Module, mean: Tensor) -> None:
     """The filter's bias set to -f(mean; W): the filter then responds to its input minus ``mean``."""
     filt.bias.copy_(-encode(filt, mean[None])[0])
+
+
+@torch.no_grad()
+def _reseed_(filt: nn.Module, h: Tensor, winners: int, gen: torch.Generator, every: bool = False) -> int:
+    """Units that are among the ``winners`` largest responses for none of the examples ``h`` (at
+    their location; anywhere for a convolution) take the input patch of a random example of ``h``,
+    at unit norm, as k-means re-seeds its empty clusters (``every``: all units, the start from
+    data). Returns how many units were re-seeded."""
+    z = encode(filt, h).abs()
+    dead = ~(z >= z.topk(winners, dim=1).values[:, -1:]).any(0)                   # (O, oh, ow)
+    if isinstance(filt, nn.Conv2d):
+        dead = dead.all(2).all(1)[:, None, None]
+    if every:
+        dead = torch.ones_like(dead)
+    where = dead.nonzero()
+    if not len(where):
+        return 0
+    o, i, j = where.unbind(1)
+    patches = F.unfold(h, filt.kernel_size, dilation=1, padding=filt.padding, stride=filt.stride)   # (B, C*kh*kw, L)
+    n, (oh, ow) = len(where), z.shape[2:]
+    if isinstance(filt, nn.Conv2d):                                                # a random location each
+        i = torch.randint(oh, (n,), generator=gen)
+        j = torch.randint(ow, (n,), generator=gen)
+    b = torch.randint(len(h), (n,), generator=gen)
+    new = F.normalize(patches[b, :, i * ow + j], dim=1).view(n, *filt.weight.shape[-3:]).to(filt.weight.dtype)
+    if isinstance(filt, nn.Conv2d):
+        filt.weight[o] = new
+    else:
+        filt.weight[i, j, o] = new
+    return n
 
 
 def _per_stage(name: str, value, kind: type, stages: list) -> list:
@@ -168,6 +204,24 @@ def _check_center(stages) -> None:
         if not isinstance(stage.filter, LocallyConnected2d) or stage.filter.bias is None:
             raise ConfigError(f"pretrain.params.center: {name}.filter must be locally connected with a bias (its "
                               f"bias holds -W mean); le2012 with model.bias: true builds such stages")
+
+
+def _reseed_stages(stages, group: list[int], wins: list[int], means: list, x: Tensor, gen: torch.Generator,
+                   device) -> dict[int, int]:
+    """``_reseed_`` every stage of ``group`` with a code of winners, on a sample of its inputs
+    (centered where the stage is); then the centered stages' biases follow their new filters."""
+    if not any(wins[i] for i in group):
+        return {}
+    out = {}
+    with torch.no_grad():
+        h = x[torch.randperm(len(x), generator=gen)[:SAMPLE]].to(device, torch.get_default_dtype())
+        for i, (_, stage) in enumerate(stages[:group[-1] + 1]):
+            if i in group and wins[i]:
+                out[i] = _reseed_(stage.filter, h if means[i] is None else h - means[i], wins[i], gen)
+                if means[i] is not None:
+                    _center_bias_(stage.filter, means[i])
+            h = stage(h)
+    return out
 
 
 def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epochs: int = 5, lr: float = 1e-3,
@@ -199,6 +253,10 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
     wins, ties, centers = (_per_stage(n, v, k, stages) for n, v, k in
                            (("winners", winners, int), ("tied", tied, bool), ("center", center, bool)))
     _check_center([s for s, c in zip(stages, centers) if c])
+    for (name, stage), k in zip(stages, wins):
+        if k and not isinstance(stage.filter, (nn.Conv2d, LocallyConnected2d)):
+            raise ConfigError(f"pretrain.params.winners: {name}.filter is a {type(stage.filter).__name__}; a code of "
+                              f"winners needs a convolutional or locally connected filter")
     device = torch.device(device)
     model.to(device)
     was_training = model.training
@@ -218,8 +276,8 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
         opt = torch.optim.Adam(params, lr=lr)
         for i in group:
             _unit_norm_(stages[i][1].filter.weight)
-        _scale_decoders(stages, decoders, group, x[torch.randperm(len(x), generator=gen)[:max(batch_size, 256)]]
-                        .to(device), means)
+        _start_group(stages, decoders, group, x[torch.randperm(len(x), generator=gen)[:SAMPLE]].to(device), means, wins,
+                     gen)
         for epoch in progress(range(epochs), verbose, f"pretrain {'+'.join(stages[i][0] for i in group)}"):
             order = torch.randperm(len(x), generator=gen)
             sums = {i: {} for i in group}
@@ -248,8 +306,11 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
                     if means[i] is not None:
                         _center_bias_(stages[i][1].filter, means[i])
                 n += 1
+            reseeded = _reseed_stages(stages, group, wins, means, x, gen, device)
             for i in group:
                 row = {"epoch": epoch + 1, **{k: v / n for k, v in sums[i].items()}}
+                if wins[i]:
+                    row["reseeded"] = reseeded[i]
                 stats[i]["epochs"].append(row)
                 log_line(verbose, f"pretrain {stages[i][0]} epoch {epoch + 1}: "
                                   + " ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))

@@ -44,7 +44,7 @@ def _slug(layer: str) -> str:
 def show(model: nn.Module, dataset: Dataset, run_dir: str | os.PathLike, layer: str | None = None,
          unit: int | None = None, top: int = 16, optimal: bool = False, split: str = "test",
          reduce: str = "max", history: list[dict] | None = None, steps: int = 200,
-         start: str = "noise") -> list[Path]:
+         start: str = "noise", blur: float = 0.0) -> list[Path]:
     """Write the requested figures into ``run_dir/figures``; returns their paths."""
     figs = Path(run_dir) / "figures"
     if layer is None and unit is None:
@@ -70,7 +70,7 @@ def show(model: nn.Module, dataset: Dataset, run_dir: str | os.PathLike, layer: 
                       reduce=reduce, image_shape=image_shape)]
     if optimal:
         norm = data.x.reshape(len(data.x), -1).norm(dim=1).median().item()
-        best = optimal_input(model, layer, unit, shape, norm=norm, steps=steps, start=start,
+        best = optimal_input(model, layer, unit, shape, norm=norm, steps=steps, start=start, blur=blur,
                              mean_image=dataset.train.x.mean(0), reduce=reduce)
         title = f"optimal input of {layer or 'output'} unit {unit} (||x|| = {norm:.3g})"
         paths.append(plot_optimal(best, figs / f"optimal_{_slug(layer)}_{unit}.png", title,
