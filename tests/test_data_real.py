@@ -158,3 +158,21 @@ def test_rare_faces_real():
         assert abs(m_face - m_non) < 0.1 and split.x.min() >= 0 and split.x.max() <= 1
     with pytest.raises(DataError, match="val_fraction"):
         load_dataset("rare_faces", root, val_fraction=0.1)
+
+
+def test_the_face_neuron_recipe_pretrains_its_k_means_top_and_trains(tmp_path):
+    """``le2012_faces`` as bundled, on 800 images for one epoch: stage 1 with the L1 code, the
+    whole-image top stage as k-means (data-started, re-seeded, its bias holding -W mean)."""
+    import json
+
+    from visionnets import api
+
+    root = need_data("lfw", "cifar10", "natural")
+    r = api.train("le2012_faces", ["data.options.n_train=800", "data.options.n_test_faces=40", "pretrain.epochs=1",
+                                   "train.epochs=1"], data_dir=root, out=tmp_path / "run", progress=False, figures=False)
+    layers = json.loads((r.run_dir / "pretrain.json").read_text())["layers"]
+    assert [s["stage"] for s in layers] == ["stage1", "stage2"]
+    assert "reseeded" in layers[1]["epochs"][0] and "reseeded" not in layers[0]["epochs"][0]
+    top = api.load_run(r.run_dir, root).model.stage2.filter
+    assert top.weight.shape == (1, 1, 32, 8, 26, 26) and top.bias.shape == (32, 1, 1)
+    assert r.history[-1]["epoch"] == 1
