@@ -236,10 +236,15 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
     together, ``epochs`` epochs). Adam with ``lr``. ``winners``: 0, or k > 0 to decode from only
     the k largest responses at each location (with k = 1, ``tied`` and ``center`` a stage learns
     spherical k-means of its input). ``tied``: the decoder is the encoder's weight (as in RICA)
-    instead of a weight of its own. ``center``: the stage works on its input minus the input's
+    instead of a weight of its own (suited to stages whose locations do not overlap: where they
+    do, unit-norm filters rebuild each pixel once per location that covers it, too bright, and only
+    a decoder of its own can scale down). ``center``: the stage works on its input minus the input's
     running mean, which its filter's bias then subtracts (locally connected stages with a bias).
-    ``winners``, ``tied`` and ``center`` are one value for every stage or a list of one per stage. Returns per stage its name and per-epoch means of the loss,
-    the reconstruction error and the sparsity term (and the schedule).
+    ``winners``, ``tied`` and ``center`` are one value for every stage or a list of one per stage.
+    With winners, the filters start from patches of the images and units that win no image of a
+    sample are re-seeded after each epoch, as k-means re-seeds empty clusters. Returns per stage
+    its name and per-epoch means of the loss, the reconstruction error and the sparsity term
+    (and, with winners, how many units were re-seeded), and the schedule.
     """
     from visionnets.unsupervised._base import log_line, progress
 
