@@ -47,11 +47,12 @@ from visionnets.unsupervised.stages import pretrain_stages
 THRESHOLDS = 20
 
 
-def truncated(model: nn.Module, stage: str) -> nn.Module:
-    """The model up to (and including) ``stage``, then flattened: one output per unit."""
+def truncated(model: nn.Module, stage: str, normalized: bool = True) -> nn.Module:
+    """The model up to (and including) ``stage``, then flattened: one output per unit. With
+    ``normalized=False`` the stage ends at its pooling, before its LCN across maps."""
     parts = OrderedDict()
     for name, m in model.named_children():
-        parts[name] = m
+        parts[name] = m if normalized or name != stage else nn.Sequential(m.filter, m.pool)
         if name == stage:
             break
     parts["units"] = nn.Flatten()
@@ -59,8 +60,8 @@ def truncated(model: nn.Module, stage: str) -> nn.Module:
 
 
 @torch.no_grad()
-def unit_outputs(model: nn.Module, stage: str, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
-    net = truncated(model, stage)
+def unit_outputs(model: nn.Module, stage: str, x: torch.Tensor, batch: int = 500, normalized: bool = True) -> torch.Tensor:
+    net = truncated(model, stage, normalized)
     return torch.cat([net(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
@@ -147,17 +148,6 @@ def experiment(seed: int, fraction: float, root: str, overrides: list[str], figu
     return row
 
 
-def before_norm(model: nn.Module, stage: str) -> nn.Module:
-    """Like ``truncated``, but ``stage`` ends at its pooling: its units before the LCN across maps."""
-    parts = OrderedDict()
-    for name, m in model.named_children():
-        parts[name] = nn.Sequential(m.filter, m.pool) if name == stage else m
-        if name == stage:
-            break
-    parts["units"] = nn.Flatten()
-    return nn.Sequential(parts).eval()
-
-
 def save_figures(net: nn.Module, top: str, unit: int, test, folder, fraction: float) -> float:
     """The unit's top test images, and its optimal input; returns that input's pooled response
     over the best test image's. The optimal input is sought for the unit's pooled response:
@@ -169,13 +159,13 @@ def save_figures(net: nn.Module, top: str, unit: int, test, folder, fraction: fl
     folder.mkdir(parents=True, exist_ok=True)
     tag = f"face_neuron_{int(round(fraction * 100))}pct"
     print("wrote", plot_top(truncated(net, top), "", unit, test.x, folder / f"{tag}_top.png", k=24), file=sys.stderr)
-    pooled = before_norm(net, top)
+    pooled = truncated(net, top, normalized=False)
     norm = float(test.x.flatten(1).norm(dim=1).mean())
     best = optimal_input(pooled, "", unit, tuple(test.x.shape[1:]), norm, steps=300, mean_image=test.x.mean(0),
                          start="mean", blur=1.0)
     print("wrote", plot_optimal(best, folder / f"{tag}_optimal.png",
                                 title=f"unit {unit} before LCN, ||x|| = {norm:.1f}"), file=sys.stderr)
-    return best.activation / float(unit_outputs(pooled, "units", test.x).max(0).values[unit])
+    return best.activation / float(unit_outputs(net, top, test.x, normalized=False).max(0).values[unit])
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -206,6 +196,7 @@ def main(argv=None) -> None:
     name = "face_neuron" + ("_with_overrides" if args.overrides else "")
     prev = RESULTS / f"{name}.json"
     rows = json.loads(prev.read_text())["rows"] if prev.exists() else []
+    rec = load_recipe("le2012_faces", args.overrides)              # recorded beside the rows
     for frac in args.fractions:
         for seed in args.seeds:
             row = experiment(seed, frac, data_dir(args.data_dir), args.overrides,
@@ -213,7 +204,6 @@ def main(argv=None) -> None:
             rows = [r for r in rows if (r["seed"], r["face_fraction"]) != (seed, frac)] + [row]
             summary = summarize(rows)
             print(table([row], [k for k in row if k != "final_losses"]), file=sys.stderr, flush=True)
-            rec = load_recipe("le2012_faces", args.overrides)
             write_json(name, {"recipe": "le2012_faces", "overrides": args.overrides, "thresholds": THRESHOLDS,
                               "model": rec.model,
                               "pretrain": rec.pretrain.model_dump(),

@@ -93,7 +93,7 @@ def test_le2012_sizes_per_stage_and_a_whole_image_top_stage():
     assert [tuple(net[i].filter.output_size) for i in range(3)] == [(12, 12), (8, 8), (1, 1)]
     assert net[2].filter.weight.shape[-4:] == (16, 4, 8, 8)              # each top unit sees the whole 8x8 map
     assert net(torch.rand(2, 1, 16, 16)).shape == (2, 16, 1, 1)
-    with pytest.raises(ConfigError, match=r"model.maps: 2 values for 3 stages"):
+    with pytest.raises(ConfigError, match=r"model.maps: expected one int >= 1 or one per stage \(3\), got \[4, 4\]"):
         build_model({"name": "le2012", "stages": 3, "kernel": 3, "maps": [4, 4]}, (1, 16, 16), 0)
     with pytest.raises(ConfigError, match=r"model.kernel: 9 is larger than the 8x8 input of stage 3"):
         build_model({"name": "le2012", "stages": 3, "kernel": [5, 5, 9]}, (1, 16, 16), 0)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from visionnets.errors import ConfigError, did_you_mean
+from visionnets.errors import ConfigError, did_you_mean, per_stage
 
 BUNDLED = Path(__file__).parent / "recipes"
 PosInt = Annotated[int, Field(ge=1)]
@@ -109,11 +109,7 @@ class PretrainSection(_Section):
                 if key not in known:
                     raise ValueError(f"params.{key}: unknown for method 'stages'{did_you_mean(key, list(known))}")
                 if isinstance(known[key], type):
-                    kind = known[key]
-                    if not all(type(v) is kind and (kind is bool or v >= 0)
-                               for v in (value if isinstance(value, list) else [value])):
-                        raise ValueError(f"params.{key}: expected {'an int >= 0' if kind is int else 'true or false'}"
-                                         f" or a list of one per stage, got {value!r}")
+                    per_stage(value, None, f"params.{key}", known[key])
                 elif known[key] and value not in known[key]:
                     raise ValueError(f"params.{key}: {value!r}; expected one of {', '.join(known[key])}")
                 if known[key] is None and not (isinstance(value, (int, float)) and value >= 0):

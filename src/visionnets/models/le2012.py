@@ -31,7 +31,7 @@ from typing import Annotated
 from pydantic import Field
 from torch import nn
 
-from visionnets.errors import ConfigError
+from visionnets.errors import ConfigError, per_stage
 from visionnets.models.catalog import MODELS
 from visionnets.models.init import init_layer
 from visionnets.nn.dense import Linear
@@ -43,15 +43,6 @@ PosInt = Annotated[int, Field(ge=1)]
 
 
 PerStage = PosInt | list[PosInt]
-
-
-def _per_stage(name: str, value, stages: int) -> list:
-    """One value per stage: one value for every stage, or a list of exactly ``stages`` values."""
-    if not isinstance(value, list):
-        return [value] * stages
-    if len(value) != stages:
-        raise ConfigError(f"model.{name}: {len(value)} values for {stages} stages; give one value or one per stage")
-    return list(value)
 
 
 @MODELS.register("le2012")
@@ -67,8 +58,9 @@ def le2012(input_shape: tuple[int, ...], num_outputs: int, stages: PosInt = 3, k
     the whole 20x20 map below (a kernel as large as its input: one location)."""
     if len(input_shape) != 3:
         raise ConfigError(f"model: le2012 needs image inputs (C, H, W), got input shape {input_shape}")
-    kernels, maps_, pools, lcns, biases = (_per_stage(n, v, stages) for n, v in (
-        ("kernel", kernel), ("maps", maps), ("pool", pool), ("lcn", lcn), ("bias", bias)))
+    kernels, maps_, pools, lcns = (per_stage(v, stages, f"model.{n}", int, 1) for n, v in (
+        ("kernel", kernel), ("maps", maps), ("pool", pool), ("lcn", lcn)))
+    biases = per_stage(bias, stages, "model.bias", bool)
     if any(p % 2 != 1 for p in pools + lcns):
         raise ConfigError(f"model.pool, model.lcn: odd sizes keep the maps' size; got {pool} and {lcn}")
     channels, h, w = input_shape

@@ -17,7 +17,8 @@ root keeps the gradient finite at 0. Every encoder filter (one per output unit) 
 norm (renormalized after each step, as RICA normalizes its rows), so the sparsity cannot be
 dodged by shrinking the encoder; the decoder is free and starts as the
 encoder's weight scaled to the input's brightness (least squares on one batch). Only the
-filter's weight is learned (its bias, if any, is left for fine-tuning).
+filter's weight is learned (its bias, if any, is left for fine-tuning, except in a centered
+stage, where it holds -W mean).
 
 Per stage, three options change the code and the decoder (``pretrain_stages``): ``winners: k``
 decodes from only the k largest |z| at each location (a k-sparse code), ``tied`` decodes with W_e
@@ -46,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionnets.errors import ConfigError, DataError
+from visionnets.errors import ConfigError, DataError, per_stage
 from visionnets.nn import functional as VF
 from visionnets.nn.local import LocallyConnected2d, TiledConv2d
 
@@ -189,16 +190,6 @@ def _reseed_(filt: nn.Module, h: Tensor, winners: int, gen: torch.Generator, eve
     return n
 
 
-def _per_stage(name: str, value, kind: type, stages: list) -> list:
-    """``value`` for every stage, or a list of one ``kind`` per stage (``pretrain.params.<name>``)."""
-    values = value if isinstance(value, list) else [value] * len(stages)
-    if len(values) != len(stages) or not all(isinstance(v, kind) and not (kind is int and isinstance(v, bool))
-                                             and (kind is not int or v >= 0) for v in values):
-        raise ConfigError(f"pretrain.params.{name}: expected one {'int >= 0' if kind is int else kind.__name__} "
-                          f"or one per stage ({len(stages)}), got {value!r}")
-    return values
-
-
 def _check_center(stages) -> None:
     for name, stage in stages:
         if not isinstance(stage.filter, LocallyConnected2d) or stage.filter.bias is None:
@@ -255,7 +246,7 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
     if x.dim() != 4:
         raise DataError(f"pretrain: method 'stages' needs images (N, C, H, W); got shape {tuple(x.shape)}")
     stages = find_stages(model)
-    wins, ties, centers = (_per_stage(n, v, k, stages) for n, v, k in
+    wins, ties, centers = (per_stage(v, len(stages), f"pretrain.params.{n}", k) for n, v, k in
                            (("winners", winners, int), ("tied", tied, bool), ("center", center, bool)))
     _check_center([s for s, c in zip(stages, centers) if c])
     for (name, stage), k in zip(stages, wins):
@@ -269,10 +260,11 @@ def pretrain_stages(model: nn.Module, x: Tensor, schedule: str = "greedy", epoch
     decoders = [s.filter.weight if t else s.filter.weight.detach().clone().requires_grad_()
                 for (_, s), t in zip(stages, ties)]
     means = [None] * len(stages)                    # the centered stages' input means, of the input's shape
-    with torch.no_grad():
-        h = x[:1].to(device, torch.get_default_dtype())
-        for i, (_, stage) in enumerate(stages):
-            means[i], h = torch.zeros_like(h[0]) if centers[i] else None, stage(h)
+    if any(centers):
+        with torch.no_grad():
+            h = x[:1].to(device, torch.get_default_dtype())
+            for i, (_, stage) in enumerate(stages):
+                means[i], h = torch.zeros_like(h[0]) if centers[i] else None, stage(h)
     gen = torch.Generator().manual_seed(seed)
     groups = [[i] for i in range(len(stages))] if schedule == "greedy" else [list(range(len(stages)))]
     stats = [{"stage": n, "schedule": schedule, "epochs": []} for n, _ in stages]

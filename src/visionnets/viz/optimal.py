@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from visionnets.errors import ConfigError
+from visionnets.nn import functional as VF
 from visionnets.viz.filters import save_grid
 from visionnets.viz.grid import as_images, evaluating, model_device, tile_grid
 from visionnets.viz.top import layer_output, unit_activation, unit_activations
@@ -121,11 +122,10 @@ def optimal_input(model: nn.Module, layer: str, unit: int, input_shape, norm: fl
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Each map of ``x`` (N, C, H, W) convolved with a Gaussian of width ``sigma`` (reflected borders)."""
     r = max(1, min(int(math.ceil(3 * sigma)), min(x.shape[-2:]) - 1))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
-    k = (k / k.sum()).repeat(x.shape[1], 1, 1, 1)
-    x = torch.nn.functional.pad(x, (r, r, r, r), mode="reflect")
-    x = torch.nn.functional.conv2d(x, k.view(-1, 1, 1, 2 * r + 1), groups=x.shape[1])
-    return torch.nn.functional.conv2d(x, k.view(-1, 1, 2 * r + 1, 1), groups=x.shape[1])
+    k = VF.gaussian_window((2 * r + 1, 1), sigma, dtype=x.dtype, device=x.device).view(1, 1, -1, 1)
+    k = k.expand(x.shape[1], 1, -1, 1)
+    x = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (r, r, r, r), mode="reflect"), k, groups=x.shape[1])
+    return torch.nn.functional.conv2d(x, k.transpose(2, 3), groups=x.shape[1])
 
 
 def _start_from(t: torch.Tensor, shape, what: str) -> torch.Tensor:
