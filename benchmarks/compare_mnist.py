@@ -188,6 +188,16 @@ def _default_data_dir() -> str | None:
     return str(shared) if shared.is_dir() else None
 
 
+def replace_row(rows: list[Row], row: Row) -> list[Row]:
+    """``rows`` with ``row`` where the row of the same method was (a refreshed row keeps its
+    place in the table), or at the end when the method is new."""
+    at = [r.method for r in rows]
+    if row.method not in at:
+        return rows + [row]
+    i = at.index(row.method)
+    return rows[:i] + [row] + rows[i + 1:]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--data-dir", default=_default_data_dir())
@@ -304,12 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         before = reference_seconds(repeats=3)
         row = row_from_run(run_dir, args.dataset, args.data_dir, repeats=3)
         row.extra["reference_seconds_before"] = before
-        rows = [r for r in rows if r.method != row.method] + [row]
+        rows = replace_row(rows, row)
         print(f"{row.method}: error {row.error:.2f}% (from {run_dir})", file=sys.stderr, flush=True)
         save()
     if args.pretrain_json:
         for row in rows_from_pretrain_json(Path(args.pretrain_json), args.data_dir):
-            rows = [r for r in rows if r.method != row.method] + [row]
+            rows = replace_row(rows, row)
             print(f"{row.method}: error {row.error:.2f}% (from {args.pretrain_json})", file=sys.stderr, flush=True)
         save()
     ref.append(reference_seconds())

@@ -16,6 +16,7 @@ invocations, so experiments can be run one at a time):
   (logistic regression) trained on the codes of one modality and tested on the codes of the other.
 
     python benchmarks/extensions.py semisup_mnist [--seeds 0 1 2] [--set train.epochs=2] [--data-dir DIR]
+    python benchmarks/extensions.py semisup_cifar --seeds 0 --set train.epochs=24 --tag 24epochs   # a longer budget
     python benchmarks/extensions.py multimodal_avmnist --seeds 0 --figures docs/images   # + README figure
 """
 
@@ -177,12 +178,14 @@ def main(argv=None) -> None:
     ap.add_argument("experiment", choices=sorted(EXPERIMENTS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="a recipe override for every run")
+    ap.add_argument("--tag", default="with_overrides",
+                    help="with --set: write results/extensions_<experiment>_<tag>.json (e.g. 24epochs)")
     ap.add_argument("--data-dir")
     ap.add_argument("--figures", type=Path, help="save the first seed's figures (task curves, cross-modal "
                                                  "reconstructions) in this folder, e.g. docs/images")
     args = ap.parse_args(argv)
     # runs with overrides (quick looks) never mix their rows into the committed results
-    name = f"extensions_{args.experiment}" + ("_with_overrides" if args.overrides else "")
+    name = f"extensions_{args.experiment}" + (f"_{args.tag}" if args.overrides else "")
     prev = RESULTS / f"{name}.json"
     rows = json.loads(prev.read_text())["rows"] if prev.exists() else []
     global FIGURES

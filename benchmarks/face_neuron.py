@@ -126,6 +126,7 @@ def experiment(seed: int, fraction: float, root: str, overrides: list[str], figu
     y = test.y
     trained = unit_outputs(net, top, test.x)
     best = score(trained, y, seed)
+    every = threshold_accuracy(trained, y)[0].sort(descending=True).values    # is the face one unit or several?
     full_acts = unit_outputs(net, top, full.x)[:, best["unit"]]
     paper_ratio = float(threshold_accuracy(full_acts[:, None], full.y)[0][0])
     row = {
@@ -133,6 +134,7 @@ def experiment(seed: int, fraction: float, root: str, overrides: list[str], figu
         "n_test_faces": int((y == 1).sum()), "n_test_nonfaces": int((y == 0).sum()),
         "best_unit": best["unit"], "best_unit_accuracy": best["accuracy"],
         "best_unit_heldout_accuracy": best["heldout"], "best_unit_paper_ratio_accuracy": paper_ratio,
+        "top5_unit_accuracies": [round(float(a), 4) for a in every[:5]], "units_above_80pct": int((every > 0.8).sum()),
         "random_weights_accuracy": score(unit_outputs(random_net, top, test.x), y, seed)["accuracy"],
         "best_pixel_accuracy": score(test.x.flatten(1), y, seed)["accuracy"],
         "best_first_stage_accuracy": score(unit_outputs(net, "stage1", test.x), y, seed)["accuracy"],
