@@ -16,7 +16,7 @@ own pool window and stride (3x3, stride 1 where the stage does not pool); ``eps`
 root keeps the gradient finite at 0. Every encoder filter (one per output unit) is kept at unit
 norm (renormalized after each step, as RICA normalizes its rows), so the sparsity cannot be
 dodged by shrinking the encoder; the decoder is free and starts as the
-encoder's weight scaled to the input's brightness (least squares on one batch). Only the
+encoder's weight scaled to the input's brightness (least squares on a sample of 2,048 images). Only the
 filter's weight is learned (its bias, if any, is left for fine-tuning, except in a centered
 stage, where it holds -W mean).
 
