@@ -54,6 +54,8 @@ def semisup(recipe: str, supervised_augment: str, seed: int, root: str, tmp: Pat
     for arm, overrides in (("semi-supervised", []),
                            ("supervised only", ["objective={name: supervised, loss: cross_entropy}",
                                                 f"data.augment={supervised_augment}"])):
+        if ARMS and arm not in ARMS:
+            continue
         r, wall = train(recipe, [f"seed={seed}", *overrides, *extra], root, tmp / f"{arm}-{seed}")
         rows.append({"arm": arm, "seed": seed, "test_error_pct": pct(r.history[-1]["test_error"]),
                      "labels": int((r.dataset.train.y >= 0).sum()), "epochs": r.history[-1]["epoch"],
@@ -62,6 +64,7 @@ def semisup(recipe: str, supervised_augment: str, seed: int, root: str, tmp: Pat
 
 
 FIGURES: Path | None = None   # --figures DIR: the first seed's pictures go there (README)
+ARMS: list[str] = []           # --arms: run only these arms of a comparison (the others' rows are kept)
 
 
 def multitask(recipe: str, seed: int, root: str, tmp: Path, extra: list[str]) -> list[dict]:
@@ -180,6 +183,9 @@ def main(argv=None) -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="a recipe override for every run")
     ap.add_argument("--tag", default="with_overrides",
                     help="with --set: write results/extensions_<experiment>_<tag>.json (e.g. 24epochs)")
+    ap.add_argument("--arms", nargs="+", default=[],
+                    help="run only these arms (e.g. 'semi-supervised' after a change that leaves the "
+                         "supervised twin as it was); the JSON keeps the other arms' rows")
     ap.add_argument("--data-dir")
     ap.add_argument("--figures", type=Path, help="save the first seed's figures (task curves, cross-modal "
                                                  "reconstructions) in this folder, e.g. docs/images")
@@ -188,7 +194,8 @@ def main(argv=None) -> None:
     name = f"extensions_{args.experiment}" + (f"_{args.tag}" if args.overrides else "")
     prev = RESULTS / f"{name}.json"
     rows = json.loads(prev.read_text())["rows"] if prev.exists() else []
-    global FIGURES
+    global FIGURES, ARMS
+    ARMS = args.arms
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             FIGURES = args.figures if seed == args.seeds[0] else None

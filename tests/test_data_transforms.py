@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from visionnets.data import build_augment, build_transforms, load_dataset
-from visionnets.data.augment import crop_batch, cutout, hflip, random_crop, translate
+from visionnets.data.augment import color_jitter, crop_batch, cutout, hflip, random_crop, translate
 from visionnets.data.transforms import Standardize, contrast_normalize, moments
 from visionnets.errors import ConfigError, DataError
 
@@ -150,6 +150,25 @@ def test_cutout_zeroes_a_clipped_square_around_a_random_pixel_per_image():
     assert int(inner.max()) == 16 and int(inner.min()) >= 4    # whole inside; clipped at a corner
     assert torch.equal(cutout(x, _gen(5), size=4), out)
     assert "cutout(size=3)" in repr(build_augment([{"name": "cutout", "size": 3}]))
+
+
+def test_color_jitter_matches_a_per_image_reference():
+    x = torch.randn(16, 3, 5, 6, dtype=torch.float64)
+    out = color_jitter(x, _gen(2), brightness=0.5, contrast=0.3, saturation=0.8)
+    g = _gen(2)
+    s, c, b = (torch.rand(16, 1, 1, 1, generator=g).double() for _ in range(3))
+    for i in range(16):
+        img = x[i]
+        gray = img.mean(0, keepdim=True)
+        img = gray + (0.2 + 1.6 * s[i]) * (img - gray)                  # saturation in [0.2, 1.8]
+        img = img.mean() + (0.7 + 0.6 * c[i]) * (img - img.mean())     # contrast in [0.7, 1.3]
+        img = img + (-0.5 + 1.0 * b[i])                                 # brightness in [-0.5, 0.5]
+        assert torch.allclose(out[i], img, atol=1e-12)
+    assert torch.equal(color_jitter(x, _gen(2), 0.0, 0.0, 0.0), x)
+    gray = torch.randn(4, 1, 5, 5)                                      # one channel: no saturation
+    assert torch.equal(color_jitter(gray, _gen(1), 0.0, 0.0, 1.0), gray)
+    assert "color_jitter(brightness=0.1, contrast=0.2, saturation=0.3)" in repr(
+        build_augment([{"name": "color_jitter", "brightness": 0.1, "contrast": 0.2, "saturation": 0.3}]))
 
 
 def test_hflip_flips_about_p_of_the_images():

@@ -145,16 +145,19 @@ def test_semi_supervised_loss_is_supervised_plus_weighted_unsupervised(mode):
         assert net(batch["x"], unsupervised=True)[1].item() == 0     # none in evaluation
 
 
-def test_pseudo_labels_are_the_confident_top_classes_of_the_batch_taught_to_a_strong_view():
-    from visionnets.data.augment import cutout, translate
+@pytest.mark.parametrize("jitter", [False, True])
+def test_pseudo_labels_are_the_confident_top_classes_of_the_batch_taught_to_a_strong_view(jitter):
+    from visionnets.data.augment import color_jitter, cutout, translate
 
     ds = _toy_semisup()
     x = ds.train.x
     weight = torch.randn(3, 16, generator=torch.Generator().manual_seed(0)) * 3
+    strong_augment = [{"name": "color_jitter", "brightness": 0.5, "contrast": 0.3}] if jitter else None
 
     def cost(threshold):
         obj = build_objective({"name": "semi_supervised", "options": {
-            "unsupervised": "pseudo_label", "threshold": threshold, "cutout": 2, "noise": 0.1, "shift": 1}}, ds)
+            "unsupervised": "pseudo_label", "threshold": threshold, "cutout": 2, "noise": 0.1, "shift": 1,
+            "strong_augment": strong_augment}}, ds)
         net = obj.attach(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)), ds)
         with torch.no_grad():
             net.base[1].weight.copy_(weight)
@@ -166,7 +169,9 @@ def test_pseudo_labels_are_the_confident_top_classes_of_the_batch_taught_to_a_st
     conf, target = net.base(x).softmax(1).max(1)
     threshold = conf.median().item()                         # about half the batch is that confident
     torch.manual_seed(3)
-    strong = translate(x, torch.default_generator, 1)
+    strong = color_jitter(x, torch.default_generator, 0.5, 0.3, 0.4) if jitter else x
+    assert jitter or torch.equal(strong, x)
+    strong = translate(strong, torch.default_generator, 1)
     strong = cutout(strong, torch.default_generator, 2)
     strong = strong + 0.1 * torch.randn_like(strong)
     ce = torch.nn.functional.cross_entropy(net.base(strong), target, reduction="none")
@@ -233,6 +238,11 @@ def test_the_unsupervised_weight_ramps_up():
     ("objective.options={unsupervised: mean_teacher, ema_decay: 1.5}", "objective.ema_decay: Input should be less than 1"),
     ("objective.options={unsupervised: pseudo_label, threshold: 1.5}", "objective.threshold: Input should be less than or equal to 1"),
     ("objective.options={unsupervised: pseudo_label, cutout: 9}", "objective.options.cutout: 9 needs image inputs (C, H, W) at least that large, got (1, 8, 8)"),
+    ("objective.options={unsupervised: consistency, strong_augment: [color_jitter]}",
+     "objective.options.strong_augment: only pseudo_label has a strong view, not consistency"),
+    ("objective.options={unsupervised: pseudo_label, strong_augment: [{name: color_jitter, contrast: 2}]}",
+     "objective.options.strong_augment"),
+    ("objective.options={unsupervised: pseudo_label, strong_augment: [sharpen]}", "objective.options.strong_augment"),
 ])
 def test_bad_semi_supervised_recipes_are_one_line_errors(override, message, tmp_path, capsys):
     assert main(["train", "digits_convnet", "--set", "objective.name=semi_supervised", "--set", override,

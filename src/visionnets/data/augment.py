@@ -23,6 +23,11 @@ options::
 - ``hflip(p)``: each image mirrored left-right with probability ``p``.
 - ``cutout(size)``: a ``size`` x ``size`` square of each image set to 0, centred at a uniform
   random pixel and clipped at the borders (DeVries & Taylor 2017).
+- ``color_jitter(brightness, contrast, saturation)``: per image, the channels pulled toward or
+  pushed from their per-pixel mean by a factor in ``[1 - saturation, 1 + saturation]``, the
+  deviations from the image's mean scaled by one in ``[1 - contrast, 1 + contrast]``, then an
+  offset in ``[-brightness, brightness]`` added (in the input's units: after standardization,
+  standard deviations).
 """
 
 from __future__ import annotations
@@ -111,6 +116,29 @@ def cutout(x: torch.Tensor, generator: torch.Generator, size: int = 8) -> torch.
     return x.masked_fill(inside[:, None], 0.0)
 
 
+def color_jitter(x: torch.Tensor, generator: torch.Generator, brightness: float = 0.4,
+                 contrast: float = 0.4, saturation: float = 0.4) -> torch.Tensor:
+    """Per-image saturation, contrast and brightness changes, each factor uniform in its range
+    (the photometric half of RandAugment-style strong views; works on any number of channels,
+    saturation needs more than one)."""
+    _check_batch(x, "color_jitter")
+    b = len(x)
+
+    def draw(lo: float, hi: float) -> torch.Tensor:
+        r = torch.rand(b, 1, 1, 1, generator=generator, device=generator.device).to(x.device, x.dtype)
+        return lo + (hi - lo) * r
+
+    if saturation and x.shape[1] > 1:
+        gray = x.mean(1, keepdim=True)
+        x = gray + draw(1 - saturation, 1 + saturation) * (x - gray)
+    if contrast:
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = mean + draw(1 - contrast, 1 + contrast) * (x - mean)
+    if brightness:
+        x = x + draw(-brightness, brightness)
+    return x
+
+
 class Augment:
     """Augmentations applied in order to a training batch: ``aug(x, generator) -> x``."""
 
@@ -153,3 +181,10 @@ def _cutout(size: Annotated[int, pydantic.Field(ge=1)] = 8):
 @AUGMENTS.register("hflip")
 def _hflip(p: Annotated[float, pydantic.Field(ge=0, le=1)] = 0.5):
     return _bind("hflip", hflip, p=p)
+
+
+@AUGMENTS.register("color_jitter")
+def _color_jitter(brightness: Annotated[float, pydantic.Field(ge=0)] = 0.4,
+                  contrast: Annotated[float, pydantic.Field(ge=0, le=1)] = 0.4,
+                  saturation: Annotated[float, pydantic.Field(ge=0)] = 0.4):
+    return _bind("color_jitter", color_jitter, brightness=brightness, contrast=contrast, saturation=saturation)

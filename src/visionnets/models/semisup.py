@@ -21,9 +21,10 @@ classifier's ``Linear``; its input is the *code*. Six ways to learn from unlabel
   digit stays itself when it moves a little.
 - ``pseudo_label``: FixMatch's rule (Sohn et al. 2020): the batch as the data pipeline gives it
   (the *weak* view) is classified; where the class distribution's top probability reaches
-  ``threshold``, its top class becomes a hard target for a *strong* view of the same image (a
-  translation by up to ``shift`` pixels, a ``cutout`` x ``cutout`` square set to 0, Gaussian noise
-  of std ``noise``, the model's dropout), by cross-entropy; below the threshold an example adds
+  ``threshold``, its top class becomes a hard target for a *strong* view of the same image (the
+  ``strong_augment`` augmentations if any, e.g. ``color_jitter``, then a translation by up to
+  ``shift`` pixels, a ``cutout`` x ``cutout`` square set to 0, Gaussian noise of std ``noise``,
+  the model's dropout), by cross-entropy; below the threshold an example adds
   nothing. The cost is averaged over every example of the batch (FixMatch's normalization), so
   it grows as the classifier grows confident.
 - ``mean_teacher``: as ``consistency``, but the second view goes through a *teacher*: the
@@ -41,7 +42,7 @@ is taken on and the unsupervised cost of the batch (per example averaged).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -82,7 +83,8 @@ class SemiSupervisedNet(nn.Module):
                  mode: Literal["reconstruction", "denoising", "ladder", "consistency", "mean_teacher",
                                "pseudo_label"] = "denoising",
                  noise: float = 0.3, decoder_width: int = 512, layer_weights: list[float] | None = None,
-                 shift: int = 2, ema_decay: float = 0.99, threshold: float = 0.95, cutout: int = 0):
+                 shift: int = 2, ema_decay: float = 0.99, threshold: float = 0.95, cutout: int = 0,
+                 strong_augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"objective.options.unsupervised: {mode!r}; expected one of {', '.join(MODES)}")
@@ -91,7 +93,10 @@ class SemiSupervisedNet(nn.Module):
             raise ConfigError(f"objective semi_supervised: the model must be a Sequential ending in its "
                               f"classifier's Linear layer (mlp, convnet, linear), got {type(base).__name__}")
         self.base, self.mode, self.noise, self.shift, self.ema_decay = base, mode, noise, shift, ema_decay
-        self.threshold, self.cutout = threshold, cutout
+        self.threshold, self.cutout, self.strong_augment = threshold, cutout, strong_augment
+        if strong_augment is not None and (mode != "pseudo_label" or len(input_shape) != 3):
+            raise ConfigError(f"objective.options.strong_augment: needs pseudo_label on image inputs (C, H, W), "
+                              f"got {mode} on {input_shape}")
         if mode in VIEWS and shift and len(input_shape) != 3:
             raise ConfigError(f"objective.options.shift: translations need image inputs (C, H, W), got {input_shape}; "
                               f"use shift: 0")
@@ -158,7 +163,8 @@ class SemiSupervisedNet(nn.Module):
         if self.mode == "pseudo_label":
             weak = self.base(x)
             conf, target = weak.detach().float().softmax(1).max(1)
-            strong = self.base(self._view(x, self.cutout))
+            strong = x if self.strong_augment is None else self.strong_augment(x, torch.default_generator)
+            strong = self.base(self._view(strong, self.cutout))
             ce = nn.functional.cross_entropy(strong.float(), target, reduction="none")
             return weak, (ce * (conf >= self.threshold)).mean()
         s1 = self.base(self._view(x))

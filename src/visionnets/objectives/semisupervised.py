@@ -36,6 +36,7 @@ from pydantic import Field
 from torch import nn
 
 from visionnets.data.batch import Batch
+from visionnets.data.specs import build_augment
 from visionnets.errors import ConfigError
 from visionnets.models.semisup import SemiSupervisedNet
 from visionnets.objectives.core import OBJECTIVES, Output, build_objective, get_loss, labeled_loss  # noqa: F401
@@ -46,6 +47,8 @@ class SemiSupervised:
     """``loss``: the supervised loss; ``unsupervised``: reconstruction, denoising, ladder, consistency,
     mean_teacher or pseudo_label; ``ema_decay``: the mean teacher's average (per step);
     ``threshold``: the pseudo-label's confidence; ``cutout``: its strong view's square (pixels, 0: none);
+    ``strong_augment``: augmentations (as in ``data.augment``, e.g. ``color_jitter``) that start
+    the pseudo-label's strong view;
     ``weight`` (>= 0): lambda after the ramp-up; ``rampup_steps``; ``noise``: the corruption's
     std; ``decoder_width``: the reconstruction decoder's hidden units; ``layer_weights``: the
     ladder's per-level weights (input first); ``shift``: the consistency views' translation."""
@@ -59,11 +62,16 @@ class SemiSupervised:
                  shift: Annotated[int, Field(ge=0)] = 2,
                  ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.99,
                  threshold: Annotated[float, Field(ge=0, le=1)] = 0.95,
-                 cutout: Annotated[int, Field(ge=0)] = 0):
+                 cutout: Annotated[int, Field(ge=0)] = 0,
+                 strong_augment: list | None = None):
         self.loss = get_loss(loss, "objective.loss")
         self.unsupervised, self.weight, self.rampup = unsupervised, weight, rampup_steps
         self.noise, self.decoder_width, self.layer_weights, self.shift = noise, decoder_width, layer_weights, shift
         self.ema_decay, self.threshold, self.cutout = ema_decay, threshold, cutout
+        if strong_augment and unsupervised != "pseudo_label":
+            raise ConfigError(f"objective.options.strong_augment: only pseudo_label has a strong view, "
+                              f"not {unsupervised}")
+        self.strong_augment = build_augment(strong_augment or [], "objective.options.strong_augment")
         self.step = None
 
     def bind(self, dataset) -> None:
@@ -73,7 +81,8 @@ class SemiSupervised:
 
     def attach(self, model: nn.Module, dataset) -> SemiSupervisedNet:
         return SemiSupervisedNet(model, dataset.input_shape, self.unsupervised, self.noise, self.decoder_width,
-                                 self.layer_weights, self.shift, self.ema_decay, self.threshold, self.cutout)
+                                 self.layer_weights, self.shift, self.ema_decay, self.threshold, self.cutout,
+                                 self.strong_augment)
 
     def at_step(self, step: int) -> None:
         self.step = step
