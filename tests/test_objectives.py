@@ -271,7 +271,8 @@ SEMI = ["model.hidden=[16]", "model.stages=[{channels: 4, kernel: 5, padding: sa
 @pytest.mark.parametrize("mode", ["consistency", "mean_teacher", "pseudo_label"])
 @pytest.mark.parametrize("executor, options", EXECUTORS)
 def test_semi_supervised_trains_under_every_executor(fake_mnist, tmp_path, executor, options, request, mode):
-    extra = ", threshold: 0.0, cutout: 4" if mode == "pseudo_label" else ""   # a cost from the first step
+    extra = (", threshold: 0.0, cutout: 4, strong_augment: [{name: color_jitter, brightness: 0.3}]"
+             if mode == "pseudo_label" else "")   # a cost from the first step
     over = SEMI[:-1] + [f"objective.options={{unsupervised: {mode}, rampup_steps: 5{extra}}}"]
     r = _train_under(executor, options, request, "mnist_semisup100", over, fake_mnist, tmp_path / "run")
     rec = r.history[-1]
