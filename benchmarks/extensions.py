@@ -174,9 +174,9 @@ def readme_table() -> str:
     lines = ["| experiment | arm | seeds | test error (%): mean (min–max) | wall time per run (s) |",
              "|---|---|---|---|---|"]
     for exp in EXPERIMENTS:
-        for tag in ("", README_LONGER.get(exp)):
+        for tag in ["", *([README_LONGER[exp]] if exp in README_LONGER else [])]:
             path = RESULTS / (f"extensions_{exp}_{tag}.json" if tag else f"extensions_{exp}.json")
-            if tag is None or not path.exists():
+            if not path.exists():
                 continue
             name = f"{exp} ({tag.replace('epochs', ' epochs')})" if tag else exp
             for s in json.loads(path.read_text())["summary"]:

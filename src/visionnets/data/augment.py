@@ -186,5 +186,5 @@ def _hflip(p: Annotated[float, pydantic.Field(ge=0, le=1)] = 0.5):
 @AUGMENTS.register("color_jitter")
 def _color_jitter(brightness: Annotated[float, pydantic.Field(ge=0)] = 0.4,
                   contrast: Annotated[float, pydantic.Field(ge=0, le=1)] = 0.4,
-                  saturation: Annotated[float, pydantic.Field(ge=0)] = 0.4):
+                  saturation: Annotated[float, pydantic.Field(ge=0, le=1)] = 0.4):
     return _bind("color_jitter", color_jitter, brightness=brightness, contrast=contrast, saturation=saturation)
