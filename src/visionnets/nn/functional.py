@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from visionnets.errors import ConfigError
+from visionnets.nn import _native
 
 __all__ = [
     "locally_connected2d", "locally_connected2d_transpose", "tiled_conv2d", "lp_pool2d", "l2_pool2d", "gaussian_window",
@@ -50,6 +51,13 @@ __all__ = [
 # the backward (measured, 1 thread, fwd + bwd: 4 MiB bands 1.74x / 1.33x Conv2d on the issue's
 # shapes (b) / (a), 32 MiB bands 2.00x / 1.65x), and it bounds peak memory.
 CHUNK_BYTES = 4 * 2**20
+
+# The native kernels (``_native``, float32 on AVX-512 CPUs) take over from K = C*kh*kw numbers
+# per window up: they need no unfolded copy, but still turn the output and its gradient between
+# torch's layout and theirs, and below this the turning costs what the unfolding saved
+# (measured, fwd + bwd against nn.Conv2d: K = 800, 1.40x native against 1.70x torch at 1 thread;
+# K = 75, 1.28x against 1.22x at 1 thread and 1.82x against 1.40x at 2; docs/layers.md).
+NATIVE_MIN_K = 128
 
 
 def _int(v):
@@ -139,6 +147,15 @@ class _Geometry:
         row_bytes = self.ow * self.k * self.b * x.element_size()
         self.rows = max(1, min(self.oh, CHUNK_BYTES // max(row_bytes, 1)))
 
+    def offsets(self) -> tuple[Tensor, Tensor]:
+        """Offsets into the batch-last input (see :meth:`batch_last`), for the native kernels:
+        ``loff[l]`` of location l's window origin, ``koff[k]`` of k = (c, p, q) within a window."""
+        ar = functools.partial(torch.arange, dtype=torch.int64)
+        loff = (ar(self.oh)[:, None] * (self.sh * self.wp) + ar(self.ow)[None, :] * self.sw) * self.b
+        koff = ((ar(self.c)[:, None, None] * self.hp + ar(self.kh)[None, :, None]) * self.wp
+                + ar(self.kw)[None, None, :]) * self.b
+        return loff.reshape(-1), koff.reshape(-1)
+
     def bands(self):
         for r0 in range(0, self.oh, self.rows):
             yield r0, min(self.rows, self.oh - r0)
@@ -218,8 +235,52 @@ def _output_to_band(g: Tensor, band: Tensor, scratch: Tensor) -> None:
     band.view(n, o * b).copy_(t.view(o * b, n).t())
 
 
+def _lc_native_forward(x: Tensor, weight: Tensor, geo: _Geometry) -> Tensor:
+    """y = locally_connected2d(x, W) (no bias) by the native kernel: no unfolded copy."""
+    n = geo.oh * geo.ow
+    xt, w = geo.batch_last(x), weight.contiguous()
+    loff, koff = geo.offsets()
+    yt = x.new_empty(n, geo.o, geo.b)
+    _native.run("vn_lc_fwd", _native.threads(n), n, geo.o, geo.b, geo.k, w.data_ptr(), xt.data_ptr(),
+                loff.data_ptr(), koff.data_ptr(), yt.data_ptr())
+    y = x.new_empty(geo.b, geo.o, geo.oh, geo.ow)
+    _band_to_output(yt, y.view(geo.b, geo.o, n), x.new_empty(yt.numel()))
+    return y
+
+
+def _lc_native_backward(grad_y: Tensor, x: Tensor, weight: Tensor, geo: _Geometry,
+                        need_x: bool, need_w: bool) -> tuple[Tensor, Tensor]:
+    """(dx, dW) by the native kernels; dx is summed from one buffer per thread (windows overlap)."""
+    n = geo.oh * geo.ow
+    g_flat = grad_y.reshape(geo.b, geo.o, n)
+    loff, koff = geo.offsets()
+    threads = _native.threads(n)
+    grad_x, grad_w = x.new_empty(0), weight.new_empty(0)
+    if need_w:
+        xt = geo.batch_last(x)
+        gt = g_flat.reshape(geo.b * geo.o, n).t().contiguous()  # (L, B, O), by torch's blocked 2-D transpose
+        grad_w = weight.new_empty(weight.shape)
+        _native.run("vn_lc_bwd_w", threads, n, geo.o, geo.b, geo.k, xt.data_ptr(), gt.data_ptr(),
+                    loff.data_ptr(), koff.data_ptr(), grad_w.data_ptr())
+        del xt, gt
+    if need_x:
+        g = x.new_empty(n, geo.o, geo.b)
+        _output_to_band(g_flat, g, x.new_empty(g.numel()))
+        w = weight.contiguous()
+        gxt = x.new_zeros(threads, geo.c, geo.hp, geo.wp, geo.b)
+        _native.run("vn_lc_bwd_x", threads, n, geo.o, geo.b, geo.k, w.data_ptr(), g.data_ptr(),
+                    loff.data_ptr(), koff.data_ptr(), gxt.data_ptr(), gxt[0].numel())
+        grad_x = geo.batch_first(gxt[0] if threads == 1 else gxt.sum(0))
+    return grad_x, grad_w
+
+
 def _lc_kernel(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:
     geo = _Geometry(x, weight, stride, padding)
+    if geo.k >= NATIVE_MIN_K and _native.available(x, weight):
+        y = _lc_native_forward(x, weight, geo)
+        if bias is not None:
+            y += bias
+        return y
     xt = geo.batch_last(x)
     w = weight.reshape(geo.oh * geo.ow, geo.o, geo.k)
     n = geo.oh * geo.ow
@@ -246,6 +307,8 @@ def _lc_backward_kernel(grad_y: Tensor, x: Tensor, weight: Tensor, stride, paddi
     dcols[l] = W[l]^T @ g[l], the latter added back onto the input windows (``scatter_add``,
     the adjoint of the unfold) instead of ``F.fold``."""
     geo = _Geometry(x, weight, stride, padding)
+    if geo.k >= NATIVE_MIN_K and _native.available(grad_y, x, weight):
+        return _lc_native_backward(grad_y, x, weight, geo, need_x, need_w)
     n = geo.oh * geo.ow
     g_flat = grad_y.reshape(geo.b, geo.o, n)
     w = weight.reshape(n, geo.o, geo.k)
