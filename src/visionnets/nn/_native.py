@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import os
 import shutil
@@ -120,6 +121,7 @@ def _library() -> ctypes.CDLL | None:
     return _lib
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_ok() -> bool:
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
