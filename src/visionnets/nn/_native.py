@@ -70,10 +70,13 @@ def _openmp_runtime() -> str | None:
             paths = {line.split()[-1] for line in fh if "/" in line}
     except OSError:
         return None
+    torch_dir = os.path.dirname(torch.__file__)
     for stem in ("libgomp", "libiomp5", "libomp"):
-        found = sorted(p for p in paths if os.path.basename(p).startswith(stem) and ".so" in p)
+        # torch's own copy first, where another library brought a second one
+        found = sorted((not p.startswith(torch_dir), p) for p in paths
+                       if os.path.basename(p).startswith(stem) and ".so" in p)
         if found:
-            return found[0]
+            return found[0][1]
     return None
 
 
