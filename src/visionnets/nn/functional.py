@@ -53,10 +53,10 @@ __all__ = [
 CHUNK_BYTES = 4 * 2**20
 
 # The native kernels (``_native``, float32 on AVX-512 CPUs) take over from K = C*kh*kw numbers
-# per window up: they need no unfolded copy, but still turn the output and its gradient between
-# torch's layout and theirs, and below this the turning costs what the unfolding saved
-# (measured, fwd + bwd against nn.Conv2d: K = 800, 1.40x native against 1.70x torch at 1 thread;
-# K = 75, 1.28x against 1.22x at 1 thread and 1.82x against 1.40x at 2; docs/layers.md).
+# per window up. Below it the output's and its gradient's layout changes weigh more against the
+# smaller products, and the gain is mixed: by hand, fwd + bwd native / torch kernels, 1 thread,
+# 0.63-0.81x for K = 144-576, 0.75-1.00x for K = 27-100, 1.13-1.17x for K = 25 with one input
+# channel (docs/layers.md). 128 keeps every measured shape at or below the torch kernels' time.
 NATIVE_MIN_K = 128
 
 
