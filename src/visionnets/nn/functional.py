@@ -19,7 +19,9 @@ dropout                 y = x * m / (1 - p),  m ~ Bernoulli(1 - p), p rounded to
 Only ``locally_connected2d`` has hand-written kernels (the custom ops
 ``visionnets::locally_connected2d`` and ``..._backward``): autograd of an ``unfold`` + ``einsum``
 version materializes several copies of the unfolded input and is slow (see
-``benchmarks/layers.py`` and ``docs/layers.md``). Everything else is plain torch code. All of
+``benchmarks/layers.py`` and ``docs/layers.md``). Inside those ops, float32 on AVX-512 CPUs runs
+native C kernels (``_native``, compiled on first use; no unfolded copy at all), everything else
+batched GEMMs over bands of the unfolded input. Everything else is plain torch code. All of
 it works under ``torch.compile(fullgraph=True)``, ``torch.export`` (dynamic batch),
 ``torch.vmap``, ``torch.func.grad``, double backward and ``torch.jit.trace``; ``portable()``
 gives graphs of standard operators only.
@@ -156,6 +158,11 @@ class _Geometry:
                 + ar(self.kw)[None, None, :]) * self.b
         return loff.reshape(-1), koff.reshape(-1)
 
+    def native(self, *tensors: Tensor) -> bool:
+        """Whether this call runs on the native kernels: K >= ``NATIVE_MIN_K`` and
+        ``_native.available`` (float32, CPU, AVX-512, the library built)."""
+        return self.k >= NATIVE_MIN_K and _native.available(*tensors)
+
     def bands(self):
         for r0 in range(0, self.oh, self.rows):
             yield r0, min(self.rows, self.oh - r0)
@@ -276,11 +283,14 @@ def _lc_native_backward(grad_y: Tensor, x: Tensor, weight: Tensor, geo: _Geometr
 
 def _lc_kernel(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:
     geo = _Geometry(x, weight, stride, padding)
-    if geo.k >= NATIVE_MIN_K and _native.available(x, weight):
-        y = _lc_native_forward(x, weight, geo)
-        if bias is not None:
-            y += bias
-        return y
+    y = _lc_native_forward(x, weight, geo) if geo.native(x, weight) else _lc_bands_forward(x, weight, geo)
+    if bias is not None:
+        y += bias
+    return y
+
+
+def _lc_bands_forward(x: Tensor, weight: Tensor, geo: _Geometry) -> Tensor:
+    """y = locally_connected2d(x, W) (no bias) by the torch kernels: batched GEMMs over bands."""
     xt = geo.batch_last(x)
     w = weight.reshape(geo.oh * geo.ow, geo.o, geo.k)
     n = geo.oh * geo.ow
@@ -295,8 +305,6 @@ def _lc_kernel(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) 
         band = out[: l1 - l0]
         torch.bmm(w[l0:l1], cols, out=band)  # (O,K)@(K,B)
         _band_to_output(band, y_flat[:, :, l0:l1], turned)
-    if bias is not None:
-        y += bias
     return y
 
 
@@ -307,7 +315,7 @@ def _lc_backward_kernel(grad_y: Tensor, x: Tensor, weight: Tensor, stride, paddi
     dcols[l] = W[l]^T @ g[l], the latter added back onto the input windows (``scatter_add``,
     the adjoint of the unfold) instead of ``F.fold``."""
     geo = _Geometry(x, weight, stride, padding)
-    if geo.k >= NATIVE_MIN_K and _native.available(grad_y, x, weight):
+    if geo.native(grad_y, x, weight):
         return _lc_native_backward(grad_y, x, weight, geo, need_x, need_w)
     n = geo.oh * geo.ow
     g_flat = grad_y.reshape(geo.b, geo.o, n)
